@@ -1,0 +1,137 @@
+"""The `knock-mcp` command: serve MCP over stdio, or run one tool call from a terminal.
+
+    knock-mcp [--demo] [--log-level LEVEL]                  serve MCP over stdio
+    knock-mcp [--demo] call TOOL [name=value ...] [--json]  run one tool and print its result
+
+Only MCP protocol goes to stdout while serving; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.types import TextContent
+from pydantic import SecretStr
+
+from knock_mcp import __version__
+from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_instructions
+from knock_mcp.errors import ConfigurationError
+from knock_mcp.server import LogLevel, ServerState, create_server
+from knock_mcp.settings import Settings, load_settings
+
+logger = logging.getLogger("knock_mcp")
+
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXIT_TOOL_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported on stderr with exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    level: LogLevel = args.log_level.upper()
+    logging.basicConfig(level=level, stream=sys.stderr, format="knock-mcp %(levelname)s %(name)s: %(message)s")
+    server = _build_server(demo=args.demo, warn_at_start=args.command is None, log_level=level)
+    try:
+        if args.command == "call":
+            sys.exit(anyio.run(_call, server, args.tool, args.arguments, args.json))
+        server.run("stdio")
+    except UsageError as error:
+        print(f"knock-mcp: {error}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="knock-mcp",
+        description=(
+            "MCP server for Knock bulk operations. With no command it serves MCP over stdio; "
+            "configure it with KNOCK_API_KEY (a secret key, sk_...), and optionally KNOCK_BASE_URL, "
+            "KNOCK_BRANCH, KNOCK_TIMEOUT, KNOCK_MAX_RETRIES and KNOCK_MCP_CALL_DEADLINE."
+        ),
+        epilog="example: knock-mcp --demo call summarize_bulk_operation id=de300000-0000-4000-8000-000000000002",
+    )
+    parser.add_argument("--version", action="version", version=f"knock-mcp {__version__}")
+    parser.add_argument("--demo", action="store_true",
+                        help="answer from a built-in simulated Knock with sample operations (no key, no network)")
+    parser.add_argument("--log-level", default="warning", type=str.upper, choices=LOG_LEVELS,
+                        metavar="LEVEL", help="stderr log level: debug, info, warning (default), error, critical")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    call = commands.add_parser("call", help="run one tool through the MCP client and print its result",
+                               description="Run one tool and print its text. Exit status 1 on a tool error.")
+    call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
+    call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
+    call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
+    return parser
+
+
+def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MCPServer[ServerState]:
+    if demo:
+        # The demo never reads KNOCK_API_KEY: a real key is never touched by a simulated Knock.
+        settings = Settings(api_key=SecretStr("sk_demo"), base_url=DEMO_BASE_URL)
+        return create_server(settings, transport=DemoKnock().transport(),
+                             extra_instructions=demo_instructions(), log_level=log_level)
+    config: Settings | ConfigurationError
+    try:
+        config = load_settings(os.environ)
+    except ConfigurationError as error:
+        config = error
+    if warn_at_start:
+        if isinstance(config, ConfigurationError):
+            logger.error("%s Every tool call will report this until it is fixed.", config)
+        elif config.api_key is None:
+            logger.warning("KNOCK_API_KEY is not set: the server is running, but every tool call will "
+                           "explain how to set it. Use --demo to try it without a Knock account.")
+    return create_server(config, log_level=log_level)
+
+
+async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:
+    async with Client(server) as client:
+        tools = {listed.name: listed for listed in (await client.list_tools()).tools}
+        listed = tools.get(tool)
+        # Usage errors are raised outside the client: inside, its task group would wrap them.
+        arguments = _parse_arguments(assignments, listed.input_schema) if listed else None
+        result = await client.call_tool(tool, arguments) if arguments is not None else None
+    if result is None:
+        if listed is None:
+            raise UsageError(f"no tool named {tool!r}; the tools are: {', '.join(sorted(tools))}")
+        raise UsageError(f"arguments are name=value pairs (e.g. id=<uuid>), not {' '.join(assignments)!r}")
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+    if result.is_error:
+        print(text, file=sys.stderr)
+        return EXIT_TOOL_ERROR
+    print(json.dumps(result.structured_content, indent=2, ensure_ascii=False) if as_json else text)
+    return 0
+
+
+def _parse_arguments(assignments: list[str], input_schema: dict[str, Any]) -> dict[str, Any] | None:
+    """`name=value` pairs, None if one is not; a value is JSON (a number, true, ...) unless the tool
+    takes a string there."""
+    properties: dict[str, Any] = input_schema.get("properties", {})
+    arguments: dict[str, Any] = {}
+    for assignment in assignments:
+        name, separator, value = assignment.partition("=")
+        if not separator or not name:
+            return None
+        if properties.get(name, {}).get("type") == "string":
+            arguments[name] = value
+            continue
+        try:
+            arguments[name] = json.loads(value)
+        except ValueError:
+            arguments[name] = value
+    return arguments

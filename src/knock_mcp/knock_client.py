@@ -1,0 +1,300 @@
+"""The one place that talks to Knock: `GET /v1/bulk_operations/{id}` with retries inside a deadline.
+
+Every outcome becomes either a validated `BulkOperation` or one of the typed errors in
+`knock_mcp.errors`. Only relative paths are requested from the configured base URL and redirects
+are never followed, so the secret key cannot travel anywhere else; `progress_path` is never fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+
+import anyio
+import httpx2
+from pydantic import ValidationError
+
+from knock_mcp import __version__
+from knock_mcp.errors import (
+    AuthenticationFailed,
+    InvalidResponse,
+    KnockMcpError,
+    KnockUnavailable,
+    MissingApiKey,
+    OperationNotFound,
+    PermissionDenied,
+    RateLimited,
+    SchemaMismatch,
+    UnexpectedStatus,
+)
+from knock_mcp.models import BulkOperation, parse_operation_id
+from knock_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"knock-mcp/{__version__}"
+# An operation with 100,000 failed items is about 6 MB of JSON; 50 MiB leaves a wide margin while
+# keeping a broken or hostile upstream from filling memory.
+MAX_RESPONSE_BYTES = 50 * 1024 * 1024
+# Error bodies are only read for a short explanation.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+CONNECT_TIMEOUT = 5.0
+_RETRYABLE_STATUSES = {408, 409, 429}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one call tries: attempts, their timeout, backoff, and the deadline over all of it."""
+
+    max_retries: int
+    attempt_timeout: float
+    call_deadline: float
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_retries=settings.max_retries,
+            attempt_timeout=settings.attempt_timeout,
+            call_deadline=settings.call_deadline,
+        )
+
+    def backoff(self, retry_number: int, jitter: float) -> float:
+        """Exponential backoff as Knock's SDKs do it; `jitter` in [0, 1) scales it to 75-100 %."""
+        return min(self.base_delay * 2 ** (retry_number - 1), self.max_delay) * (0.75 + 0.25 * jitter)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or HTTP-date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
+
+
+def build_http_client(settings: Settings, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
+    """The process's one HTTP client for Knock, carrying the key, branch and User-Agent."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    if settings.branch:
+        headers["X-Knock-Branch"] = settings.branch
+    return httpx2.AsyncClient(
+        base_url=settings.base_url,
+        headers=headers,
+        timeout=httpx2.Timeout(settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)),
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+class _TransientFailure(Exception):
+    """An attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, cause: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.status = status
+        self.retry_after = retry_after
+
+    def as_error(self, attempts: int, now: datetime) -> KnockMcpError:
+        if self.status == HTTPStatus.TOO_MANY_REQUESTS:
+            return RateLimited(attempts, self.retry_after, now)
+        return KnockUnavailable(self.cause, attempts, self.retry_after, now)
+
+
+class KnockClient:
+    """Reads bulk operations from Knock. Built once per process around the shared HTTP client."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        settings: Settings,
+        *,
+        policy: RetryPolicy | None = None,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._secret = settings.api_key.get_secret_value() if settings.api_key else None
+        self._policy = policy or RetryPolicy.from_settings(settings)
+        self._jitter = jitter
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    async def get_bulk_operation(self, raw_id: str) -> BulkOperation:
+        """Fetch and validate one operation, retrying transient failures within the call deadline."""
+        operation_id = parse_operation_id(raw_id)
+        if self._secret is None:
+            raise MissingApiKey
+        policy = self._policy
+        deadline = self._clock() + policy.call_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(operation_id, deadline)
+            except _TransientFailure as failure:
+                remaining = deadline - self._clock()
+                wait = failure.retry_after
+                if wait is None:
+                    wait = policy.backoff(attempt, self._jitter())
+                if attempt > policy.max_retries or wait >= remaining:
+                    raise failure.as_error(attempt, self._wall_clock()) from None
+                logger.info("Attempt %d for %s failed (%s); retrying in %.2f s", attempt, operation_id,
+                            failure.cause, wait)
+                await anyio.sleep(wait)
+
+    async def _attempt(self, operation_id: str, deadline: float) -> BulkOperation:
+        remaining = deadline - self._clock()
+        limit = min(self._policy.attempt_timeout, remaining)
+        if limit == remaining:
+            timed_out = (f"no answer within the {self._policy.call_deadline:g} s that one tool call may "
+                         "take (KNOCK_MCP_CALL_DEADLINE)")
+        else:
+            timed_out = f"no answer within {limit:g} s (KNOCK_TIMEOUT)"
+        if remaining <= 0:
+            raise _TransientFailure(timed_out)
+        timeout = httpx2.Timeout(limit, connect=min(CONNECT_TIMEOUT, limit))
+        try:
+            # httpx2's timeouts bound each read, not the whole body: this bounds the attempt.
+            with anyio.fail_after(limit):
+                async with self._http.stream("GET", f"/v1/bulk_operations/{operation_id}", timeout=timeout) as response:
+                    if response.status_code == HTTPStatus.OK:
+                        body = await _read_capped(response, MAX_RESPONSE_BYTES)
+                        if body is None:
+                            raise InvalidResponse(
+                                f"the answer is larger than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB, the most "
+                                "knock-mcp will read"
+                            )
+                        return self._parse_operation(operation_id, body, response.headers.get("content-type", ""))
+                    error_body = await _read_capped(response, MAX_ERROR_BODY_BYTES, truncate=True) or b""
+                    self._raise_for_status(operation_id, response, error_body)
+        except (TimeoutError, httpx2.TimeoutException):
+            raise _TransientFailure(timed_out) from None
+        except httpx2.TransportError as error:
+            raise _TransientFailure(
+                f"could not reach {self._settings.base_url} ({_describe_transport_error(error)})"
+            ) from None
+        raise AssertionError("unreachable: _raise_for_status always raises")
+
+    def _raise_for_status(self, operation_id: str, response: httpx2.Response, body: bytes) -> None:
+        status = response.status_code
+        detail = _explain_error_body(body, self._secret)
+        if status == HTTPStatus.UNAUTHORIZED:
+            raise AuthenticationFailed(detail)
+        if status == HTTPStatus.FORBIDDEN:
+            raise PermissionDenied(detail)
+        if status == HTTPStatus.NOT_FOUND:
+            raise OperationNotFound(operation_id, self._settings.branch)
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._wall_clock())
+            raise _TransientFailure(f"HTTP {status} {_reason(status)}", status=status, retry_after=retry_after)
+        raise UnexpectedStatus(status, detail)
+
+    def _parse_operation(self, operation_id: str, body: bytes, content_type: str) -> BulkOperation:
+        try:
+            operation = BulkOperation.model_validate_json(body)
+        except ValidationError as error:
+            if any(problem["type"] == "json_invalid" for problem in error.errors()):
+                shown = content_type.split(";")[0].strip() or "no content type"
+                raise InvalidResponse(
+                    f"Knock answered 200 OK with a body that is not JSON ({shown}: "
+                    f"{_excerpt(body, self._secret)!r})"
+                ) from None
+            raise SchemaMismatch(_describe_validation_errors(error)) from None
+        if str(operation.id) != operation_id:
+            raise InvalidResponse(f"asked for operation {operation_id}, Knock answered about {operation.id}")
+        return operation
+
+
+async def _read_capped(response: httpx2.Response, limit: int, *, truncate: bool = False) -> bytes | None:
+    """Read at most `limit` bytes, never holding more; None (or the first bytes) when the body is larger."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                chunks.append(chunk[: limit - (size - len(chunk))])
+                break
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe_validation_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"])
+        problems.append(f"{location.lstrip('.') or 'the answer'}: {problem['msg']}")
+    return problems
+
+
+def _explain_error_body(body: bytes, secret: str | None) -> str:
+    """Knock's `message` when the body has one (several shapes exist), else a short excerpt."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _excerpt(body, secret)
+    message: object = None
+    if isinstance(payload, dict):
+        message = payload.get("message")
+        errors = payload.get("errors")
+        if message is None and isinstance(errors, list) and errors:
+            first = errors[0]
+            message = first.get("message") if isinstance(first, dict) else first
+        if message is None:
+            message = payload.get("error")
+    if isinstance(message, str) and message.strip():
+        return _excerpt(message.encode(), secret)
+    return _excerpt(body, secret)
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def _excerpt(body: bytes, secret: str | None, limit: int = 200) -> str:
+    """One line of at most `limit` characters, HTML tags dropped, the key removed before cutting."""
+    text = body.decode("utf-8", errors="replace")
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _describe_transport_error(error: httpx2.TransportError) -> str:
+    text = str(error).strip()
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,96 @@
+"""The bulk operation as Knock's OpenAPI contract describes it.
+
+Unknown fields are accepted and kept (on the operation and on each error item), so Knock adding a
+field never breaks a user, and nothing Knock said is dropped on the way to the model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from knock_mcp.errors import InvalidOperationId
+
+import re
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Knock sends UTC; a timestamp without an offset is read as UTC rather than as local time."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class BulkOperationStatus(StrEnum):
+    """Lifecycle: queued -> processing -> completed or failed. The last two are final."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BulkOperationStatus.COMPLETED, BulkOperationStatus.FAILED)
+
+
+class ErrorItem(BaseModel):
+    """One entity the operation failed to process."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="Id of the entity (user, object, tenant, ...) that failed.")
+    collection: str | None = Field(
+        default=None,
+        description="Object collection of the entity; null for users and tenants.",
+    )
+
+
+class BulkOperation(BaseModel):
+    """A Knock bulk operation: `GET /v1/bulk_operations/{id}`.
+
+    One deliberate departure from the spec: `progress_path` is a plain string, not a URI, because
+    real responses carry a relative path. It is data to show and is never requested.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    typename: str = Field(alias="__typename", description="Always 'BulkOperation'.")
+    id: UUID = Field(description="Unique identifier of the bulk operation.")
+    name: str = Field(description="What the operation does, e.g. 'users.identify'.")
+    status: BulkOperationStatus = Field(description="queued, processing, completed or failed.")
+    estimated_total_rows: int = Field(description="Knock's estimate of the rows to process; may be off.")
+    processed_rows: int = Field(description="Rows processed so far; may exceed the estimate.")
+    success_count: int = Field(description="Rows processed successfully.")
+    error_count: int | None = Field(default=None, description="Rows that failed; absent on some answers.")
+    error_items: list[ErrorItem] | None = Field(
+        default=None, description="Entities that failed; absent on some answers."
+    )
+    progress_path: str | None = Field(default=None, description="Knock's path for this operation.")
+    inserted_at: Timestamp = Field(description="When the operation was created (queued).")
+    updated_at: Timestamp = Field(description="When Knock last updated the operation.")
+    started_at: Timestamp | None = Field(default=None, description="When processing started.")
+    completed_at: Timestamp | None = Field(default=None, description="When the operation completed.")
+    failed_at: Timestamp | None = Field(default=None, description="When the operation failed.")
+
+
+_UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def parse_operation_id(raw: str) -> str:
+    """Return the canonical (lower-case) form of a bulk operation id, or raise `InvalidOperationId`.
+
+    Only a bare UUID is accepted, so nothing but `/v1/bulk_operations/<uuid>` can ever be requested.
+    When a UUID is buried in what was pasted (a progress path, a URL), the error suggests it.
+    """
+    candidate = raw.strip()
+    if _UUID_PATTERN.fullmatch(candidate):
+        return candidate.lower()
+    buried = _UUID_PATTERN.search(raw)
+    raise InvalidOperationId(raw, buried.group(0).lower() if buried else None)

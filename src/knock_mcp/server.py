@@ -1,0 +1,183 @@
+"""What the model sees: the MCP server, its tools and resource, and the one place errors become MCP errors.
+
+This is the only module that imports `mcp`. Tools fetch through the shared `KnockClient`, then
+hand the operation to the pure functions in `views` and `summary`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import httpx2
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from knock_mcp import __version__
+from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
+from knock_mcp.knock_client import KnockClient, build_http_client
+from knock_mcp.models import BulkOperation
+from knock_mcp.settings import Settings
+from knock_mcp.summary import BulkOperationSummary, render_summary, summarize
+from knock_mcp.views import (
+    DEFAULT_MAX_ERROR_ITEMS,
+    MAX_ERROR_ITEMS_LIMIT,
+    BoundedOperation,
+    bound_operation,
+    compact_json,
+)
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+INSTRUCTIONS = """\
+knock-mcp reads Knock bulk operations: the asynchronous jobs that Knock's bulk endpoints (bulk \
+identify, delete or set preferences of users, bulk set objects, tenants, schedules, channel \
+message status) start and return a handle for. Knock has no endpoint that lists operations: ask the \
+user for the operation id (a UUID in the bulk endpoint's response) if you do not have it. \
+Use summarize_bulk_operation to answer people; use get_bulk_operation for exact fields or the ids \
+of failed items. The resource knock://bulk_operations/{id} holds the same JSON as get_bulk_operation."""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                            open_world_hint=True)
+
+OperationId = Annotated[
+    str,
+    Field(
+        description=(
+            "The bulk operation's id, a UUID such as 123e4567-e89b-12d3-a456-426614174000: the `id` "
+            "in the response of the Knock bulk endpoint that started the job (e.g. POST "
+            "/v1/users/bulk/identify), or the last part of its progress_path."
+        ),
+        json_schema_extra={"format": "uuid"},
+    ),
+]
+MaxErrorItems = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_ERROR_ITEMS_LIMIT,
+        description=(
+            f"How many failed items to include, from 0 to {MAX_ERROR_ITEMS_LIMIT:,} (default "
+            f"{DEFAULT_MAX_ERROR_ITEMS}). Raise it when you need the failed ids, e.g. to resubmit them."
+        ),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What every request shares: the Knock client (or why there is none) and the clock."""
+
+    knock: KnockClient | ConfigurationError
+    secret: str | None
+    now: Callable[[], datetime]
+
+    async def fetch(self, operation_id: str) -> BulkOperation:
+        if isinstance(self.knock, ConfigurationError):
+            raise self.knock
+        return await self.knock.get_bulk_operation(operation_id)
+
+    def public_text(self, error: KnockMcpError) -> str:
+        """The error's message, with the key removed should any path ever have put it there."""
+        text = str(error)
+        return text.replace(self.secret, "[redacted]") if self.secret else text
+
+
+def create_server(
+    config: Settings | ConfigurationError,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    extra_instructions: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    log_level: LogLevel = "WARNING",
+) -> MCPServer[ServerState]:
+    """Build the server. `transport` replaces the network (the demo and tests use it)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        if isinstance(config, ConfigurationError):
+            yield ServerState(knock=config, secret=None, now=now)
+            return
+        async with build_http_client(config, transport) as http:
+            secret = config.api_key.get_secret_value() if config.api_key else None
+            yield ServerState(knock=KnockClient(http, config), secret=secret, now=now)
+
+    instructions = INSTRUCTIONS if extra_instructions is None else f"{INSTRUCTIONS}\n\n{extra_instructions}"
+    server: MCPServer[ServerState] = MCPServer(
+        "knock-mcp",
+        title="Knock bulk operations",
+        version=__version__,
+        instructions=instructions,
+        lifespan=lifespan,
+        log_level=log_level,
+    )
+
+    async def fetch_for_tool(ctx: Context[ServerState], operation_id: str) -> tuple[ServerState, BulkOperation]:
+        state = ctx.request_context.lifespan_context
+        try:
+            return state, await state.fetch(operation_id)
+        except KnockMcpError as error:
+            raise ToolError(state.public_text(error)) from None
+
+    @server.tool(title="Get bulk operation", annotations=READ_ONLY)
+    async def get_bulk_operation(
+        id: OperationId, ctx: Context[ServerState], max_error_items: MaxErrorItems = DEFAULT_MAX_ERROR_ITEMS
+    ) -> Annotated[CallToolResult, BoundedOperation]:
+        """Get the full, validated record of one Knock bulk operation: status, row counts,
+        timestamps, progress_path and the failed items (the first 50 unless max_error_items says
+        otherwise). Use it when you need exact fields or the failed ids themselves, e.g. to
+        resubmit them; to answer a person ("how far along is my import?", "why did it fail?") use
+        summarize_bulk_operation instead. Returns `operation` with Knock's fields unchanged, plus
+        error_items_total, error_items_shown, error_items_omitted and a `note` when items were
+        left out."""
+        _, operation = await fetch_for_tool(ctx, id)
+        view = bound_operation(operation, max_error_items)
+        return CallToolResult(
+            content=[TextContent(type="text", text=compact_json(view))],
+            structured_content=view.model_dump(mode="json", by_alias=True),
+        )
+
+    @server.tool(title="Summarize bulk operation", annotations=READ_ONLY)
+    async def summarize_bulk_operation(
+        id: OperationId, ctx: Context[ServerState]
+    ) -> Annotated[CallToolResult, BulkOperationSummary]:
+        """Explain one Knock bulk operation in a few plain sentences: what the job is, its status,
+        percent done, rows processed of the estimate, successes and failures, when it was queued,
+        started and finished, how long it ran and how fast, time left while processing, a preview
+        of failed items by collection, and the next step to take. Use it to answer people ("is my
+        bulk delete done?", "why did last night's import fail?"); use get_bulk_operation when you
+        need every field or the full list of failed ids. The same facts come back as structured
+        content."""
+        state, operation = await fetch_for_tool(ctx, id)
+        summary = summarize(operation, state.now())
+        return CallToolResult(
+            content=[TextContent(type="text", text=render_summary(summary))],
+            structured_content=summary.model_dump(mode="json"),
+        )
+
+    @server.resource(
+        "knock://bulk_operations/{id}",
+        name="bulk_operation",
+        title="Knock bulk operation",
+        description=(
+            "One Knock bulk operation as validated JSON, the same as get_bulk_operation returns with "
+            f"its default cap of {DEFAULT_MAX_ERROR_ITEMS} failed items. {{id}} is the operation's UUID."
+        ),
+        mime_type="application/json",
+    )
+    async def bulk_operation_resource(id: str, ctx: Context[ServerState]) -> str:
+        state = ctx.request_context.lifespan_context
+        try:
+            operation = await state.fetch(id)
+        except (InvalidOperationId, OperationNotFound) as error:
+            raise ResourceNotFoundError(state.public_text(error)) from None
+        except KnockMcpError as error:
+            raise ResourceError(state.public_text(error)) from None
+        return compact_json(bound_operation(operation, DEFAULT_MAX_ERROR_ITEMS))
+
+    return server

@@ -1,0 +1,132 @@
+"""Configuration, read from the environment in one place, like Knock's own SDKs.
+
+Every bad variable is reported at once, each by name. A missing key is not a configuration error:
+the server still starts (so it does not vanish from a chat client) and each call explains how to
+set the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx2
+from pydantic import SecretStr
+
+from knock_mcp.errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.knock.app"
+# Knock answers a GET by id in well under a second. 15 s per attempt (Knock's SDKs use 60 s) lets
+# the first try and both retries fit inside one tool call's deadline, so one stalled connection
+# cannot use up the whole call.
+DEFAULT_ATTEMPT_TIMEOUT = 15.0
+DEFAULT_MAX_RETRIES = 2
+# Chat clients commonly abandon a tool call after about 60 s; ending ours by 50 s leaves room for
+# the answer to travel back and be read.
+DEFAULT_CALL_DEADLINE = 50.0
+
+_LOOPBACK_NAMES = {"localhost"}
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for talking to Knock."""
+
+    api_key: SecretStr | None
+    base_url: str = DEFAULT_BASE_URL
+    branch: str | None = None
+    attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    call_deadline: float = DEFAULT_CALL_DEADLINE
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one."""
+    problems: list[str] = []
+
+    def read(name: str, parse: Callable[[str], _T], default: _T) -> _T:
+        raw = environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as error:
+            problems.append(f"{name} {error}")
+            return default
+
+    api_key = read("KNOCK_API_KEY", _parse_api_key, None)
+    settings = Settings(
+        api_key=api_key,
+        base_url=read("KNOCK_BASE_URL", _parse_base_url, DEFAULT_BASE_URL),
+        branch=environ.get("KNOCK_BRANCH", "").strip() or None,
+        attempt_timeout=read("KNOCK_TIMEOUT", _seconds(0.1, 300), DEFAULT_ATTEMPT_TIMEOUT),
+        max_retries=read("KNOCK_MAX_RETRIES", _whole_number(0, 10), DEFAULT_MAX_RETRIES),
+        call_deadline=read("KNOCK_MCP_CALL_DEADLINE", _seconds(1, 3600), DEFAULT_CALL_DEADLINE),
+    )
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+def _parse_api_key(raw: str) -> SecretStr:
+    if raw.startswith("pk_"):
+        raise ValueError(
+            "holds a public key (pk_...), which cannot read bulk operations: set it to a secret key "
+            "(sk_...) from the Knock dashboard, Developers > API keys"
+        )
+    if any(character.isspace() for character in raw):
+        raise ValueError("contains spaces or line breaks: paste the secret key (sk_...) alone")
+    return SecretStr(raw)
+
+
+def _parse_base_url(raw: str) -> str:
+    problem = (
+        f"must be an http(s) URL such as {DEFAULT_BASE_URL}; plain http is allowed only for "
+        "localhost, so the secret key is never sent unencrypted"
+    )
+    try:
+        url = httpx2.URL(raw)
+    except httpx2.InvalidURL:
+        raise ValueError(problem) from None
+    if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise ValueError(problem)
+    if url.userinfo:
+        raise ValueError("must not contain a user name or password")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ValueError(problem)
+    return raw.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, not {raw!r}")
+        return int(raw)
+
+    return parse

@@ -1,0 +1,43 @@
+"""Shared fixtures: fixture payloads, a loopback fake Knock, and servers wired to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_knock import FakeKnock
+from pydantic import SecretStr
+
+from knock_mcp.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "sk_test_Zq9-never-print-this-4f1c"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return payload
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def fake_knock() -> Iterator[FakeKnock]:
+    with FakeKnock() as knock:
+        for name in ("queued", "processing", "completed", "failed", "minimal", "extended"):
+            payload = load_fixture(name)
+            knock.operations[payload["id"]] = payload
+        yield knock
+
+
+@pytest.fixture
+def settings(fake_knock: FakeKnock) -> Settings:
+    """Settings pointing at the fake, with short timings so failure paths run fast."""
+    return Settings(api_key=SecretStr(SECRET), base_url=fake_knock.base_url, branch=None,
+                    attempt_timeout=2.0, max_retries=2, call_deadline=5.0)

@@ -1,0 +1,116 @@
+"""A fake Knock: a real HTTP server on 127.0.0.1, in a background thread, for tests and benchmarks.
+
+It serves `GET /v1/bulk_operations/{id}` from `operations`, records every request, and plays
+scripted faults first when a test queues them with `fail_next`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a status, a body, headers, and optionally a stall or a dropped connection."""
+
+    status: int = 200
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stall_seconds: float = 0.0
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    at: float
+
+
+class FakeKnock:
+    """Start with `with FakeKnock() as knock:`; `knock.base_url` is its address."""
+
+    def __init__(self) -> None:
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.requests: list[SeenRequest] = []
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: tests read `requests` instead."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FakeKnock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, *replies: Reply) -> None:
+        """Answer the next requests with these replies, in order, before serving normally."""
+        with self._lock:
+            self._script.extend(replies)
+
+    def requests_for(self, operation_id: str) -> list[SeenRequest]:
+        return [seen for seen in self.requests if seen.path.endswith(operation_id)]
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests.append(
+                SeenRequest("GET", handler.path, dict(handler.headers.items()), time.monotonic())
+            )
+            scripted = self._script.popleft() if self._script else None
+        reply = scripted or self._normal_reply(handler.path)
+        if reply.stall_seconds:
+            time.sleep(reply.stall_seconds)
+        if reply.reset:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            handler.connection.close()
+            handler.close_connection = True
+            return
+        body = reply.body or b""
+        handler.send_response(reply.status)
+        headers = {"Content-Type": "application/json", **reply.headers}
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
+    def _normal_reply(self, path: str) -> Reply:
+        prefix = "/v1/bulk_operations/"
+        operation = self.operations.get(path[len(prefix):]) if path.startswith(prefix) else None
+        if operation is None:
+            return Reply(404, json.dumps({
+                "code": "resource_missing", "message": "The resource you requested does not exist",
+                "status": 404, "type": "invalid_request_error",
+            }).encode())
+        return Reply(200, json.dumps(operation).encode())
