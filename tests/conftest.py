@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_knock import FakeKnock
 from pydantic import SecretStr
 
+from fake_knock import FakeKnock
 from knock_mcp.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -39,5 +39,11 @@ def fake_knock() -> Iterator[FakeKnock]:
 @pytest.fixture
 def settings(fake_knock: FakeKnock) -> Settings:
     """Settings pointing at the fake, with short timings so failure paths run fast."""
-    return Settings(api_key=SecretStr(SECRET), base_url=fake_knock.base_url, branch=None,
-                    attempt_timeout=2.0, max_retries=2, call_deadline=5.0)
+    return Settings(
+        api_key=SecretStr(SECRET),
+        base_url=fake_knock.base_url,
+        branch=None,
+        attempt_timeout=2.0,
+        max_retries=2,
+        call_deadline=5.0,
+    )

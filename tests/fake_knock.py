@@ -56,7 +56,9 @@ class FakeKnock:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -89,7 +91,9 @@ class FakeKnock:
         if reply.stall_seconds:
             time.sleep(reply.stall_seconds)
         if reply.reset:
-            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             handler.connection.close()
             handler.close_connection = True
             return
@@ -107,10 +111,17 @@ class FakeKnock:
 
     def _normal_reply(self, path: str) -> Reply:
         prefix = "/v1/bulk_operations/"
-        operation = self.operations.get(path[len(prefix):]) if path.startswith(prefix) else None
+        operation = self.operations.get(path[len(prefix) :]) if path.startswith(prefix) else None
         if operation is None:
-            return Reply(404, json.dumps({
-                "code": "resource_missing", "message": "The resource you requested does not exist",
-                "status": 404, "type": "invalid_request_error",
-            }).encode())
+            return Reply(
+                404,
+                json.dumps(
+                    {
+                        "code": "resource_missing",
+                        "message": "The resource you requested does not exist",
+                        "status": 404,
+                        "type": "invalid_request_error",
+                    }
+                ).encode(),
+            )
         return Reply(200, json.dumps(operation).encode())

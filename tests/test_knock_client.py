@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import httpx2
 import pytest
+
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
-
 from knock_mcp import __version__
 from knock_mcp.errors import (
     AuthenticationFailed,
@@ -35,13 +35,13 @@ pytestmark = pytest.mark.anyio
 
 PROCESSING = load_fixture("processing")
 PROCESSING_ID = PROCESSING["id"]
-FAST_BACKOFF = {"base_delay": 0.01, "max_delay": 0.05}
 
 
 @asynccontextmanager
-async def knock_client(settings: Settings, transport: httpx2.AsyncBaseTransport | None = None,
-                       **backoff: float) -> AsyncIterator[KnockClient]:
-    policy = replace(RetryPolicy.from_settings(settings), **(FAST_BACKOFF | backoff))
+async def knock_client(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> AsyncIterator[KnockClient]:
+    policy = replace(RetryPolicy.from_settings(settings), base_delay=0.01, max_delay=0.05)
     async with build_http_client(settings, transport) as http:
         yield KnockClient(http, settings, policy=policy)
 
@@ -82,7 +82,9 @@ async def test_a_base_url_with_a_path_prefix_is_kept(settings: Settings) -> None
     assert seen == [f"https://proxy.example.com/knock/v1/bulk_operations/{PROCESSING_ID}"]
 
 
-@pytest.mark.parametrize("bad_id", ["../../v1/users", "", "123", f"{PROCESSING_ID}/../x", f"{PROCESSING_ID}?a=1"])
+@pytest.mark.parametrize(
+    "bad_id", ["../../v1/users", "", "123", f"{PROCESSING_ID}/../x", f"{PROCESSING_ID}?a=1"]
+)
 async def test_a_bad_id_makes_no_request(settings: Settings, fake_knock: FakeKnock, bad_id: str) -> None:
     assert isinstance(await fetch_error(settings, bad_id), InvalidOperationId)
     assert fake_knock.requests == []
@@ -225,8 +227,9 @@ async def test_the_call_deadline_bounds_every_attempt(settings: Settings, fake_k
 
 
 async def test_an_html_page_with_200_is_not_json(settings: Settings, fake_knock: FakeKnock) -> None:
-    fake_knock.fail_next(Reply(200, b"<html><body><h1>Gateway</h1> maintenance</body></html>",
-                               {"Content-Type": "text/html"}))
+    fake_knock.fail_next(
+        Reply(200, b"<html><body><h1>Gateway</h1> maintenance</body></html>", {"Content-Type": "text/html"})
+    )
     error = await fetch_error(settings)
     assert isinstance(error, InvalidResponse)
     assert "not JSON (text/html: 'Gateway maintenance')" in str(error)
@@ -253,14 +256,18 @@ async def test_a_schema_mismatch_names_the_fields(settings: Settings, fake_knock
     assert "error_items[0].id: Field required" in str(error)
 
 
-async def test_json_of_the_wrong_shape_is_a_schema_mismatch(settings: Settings, fake_knock: FakeKnock) -> None:
+async def test_json_of_the_wrong_shape_is_a_schema_mismatch(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
     fake_knock.fail_next(Reply(200, b"[1, 2, 3]"))
     error = await fetch_error(settings)
     assert isinstance(error, SchemaMismatch)
     assert "the answer: Input should be an object" in str(error)
 
 
-async def test_an_answer_about_another_operation_is_refused(settings: Settings, fake_knock: FakeKnock) -> None:
+async def test_an_answer_about_another_operation_is_refused(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
     fake_knock.fail_next(Reply(200, json.dumps(load_fixture("queued")).encode()))
     error = await fetch_error(settings)
     assert isinstance(error, InvalidResponse)
@@ -294,7 +301,9 @@ async def test_redirects_are_not_followed(settings: Settings, fake_knock: FakeKn
     assert "HTTP 302" in str(error)
 
 
-async def test_the_key_is_redacted_from_echoed_error_bodies(settings: Settings, fake_knock: FakeKnock) -> None:
+async def test_the_key_is_redacted_from_echoed_error_bodies(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
     echo = f"<html>bad gateway; you sent Authorization: Bearer {SECRET}</html>".encode()
     fake_knock.fail_next(Reply(401, echo, {"Content-Type": "text/html"}))
     error = await fetch_error(settings)
@@ -354,5 +363,3 @@ async def test_the_key_goes_only_to_the_base_url(settings: Settings, fake_knock:
         assert operation.progress_path == payload["progress_path"]
         assert elsewhere.requests == []
     assert all(seen.path.startswith("/v1/bulk_operations/") for seen in fake_knock.requests)
-
-

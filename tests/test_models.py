@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import load_fixture
 from pydantic import ValidationError
 
+from conftest import load_fixture
 from knock_mcp.errors import InvalidOperationId
 from knock_mcp.models import BulkOperation, BulkOperationStatus, parse_operation_id
 
@@ -19,7 +19,7 @@ def test_fixture_payloads_validate_and_round_trip(name: str) -> None:
     operation = BulkOperation.model_validate(payload)
     dumped = operation.model_dump(mode="json", by_alias=True, exclude_unset=True)
     assert dumped["__typename"] == "BulkOperation"
-    assert dumped == {key: value for key, value in payload.items()}
+    assert dumped == payload
 
 
 def test_unknown_fields_are_kept_on_the_operation_and_its_items() -> None:
@@ -72,8 +72,20 @@ def test_contract_violations_name_the_field(change: dict[str, Any], field: str) 
     assert raised.value.errors()[0]["loc"][0] == field
 
 
-@pytest.mark.parametrize("required", ["__typename", "id", "name", "status", "estimated_total_rows",
-                                      "processed_rows", "success_count", "updated_at", "inserted_at"])
+@pytest.mark.parametrize(
+    "required",
+    [
+        "__typename",
+        "id",
+        "name",
+        "status",
+        "estimated_total_rows",
+        "processed_rows",
+        "success_count",
+        "updated_at",
+        "inserted_at",
+    ],
+)
 def test_required_fields_are_required(required: str) -> None:
     payload = load_fixture("queued")
     del payload[required]
@@ -94,8 +106,16 @@ def test_operation_ids_are_canonical_uuids(raw: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "abc", "../../v1/users", "123e4567-e89b-12d3-a456-426614174000/../../users",
-     "123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g", "é" * 40, "1\x00"],
+    [
+        "",
+        "abc",
+        "../../v1/users",
+        "123e4567-e89b-12d3-a456-426614174000/../../users",
+        "123e4567e89b12d3a456426614174000",
+        "123e4567-e89b-12d3-a456-42661417400g",
+        "é" * 40,
+        "1\x00",
+    ],
 )
 def test_anything_but_a_uuid_is_refused(raw: str) -> None:
     with pytest.raises(InvalidOperationId, match="is not a bulk operation id"):

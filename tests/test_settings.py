@@ -25,14 +25,16 @@ def test_defaults_without_a_key() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    settings = load_settings({
-        "KNOCK_API_KEY": " sk_test_abc\n",
-        "KNOCK_BASE_URL": "https://proxy.example.com/knock/",
-        "KNOCK_BRANCH": "feature-x",
-        "KNOCK_TIMEOUT": "7.5",
-        "KNOCK_MAX_RETRIES": "0",
-        "KNOCK_MCP_CALL_DEADLINE": "20",
-    })
+    settings = load_settings(
+        {
+            "KNOCK_API_KEY": " sk_test_abc\n",
+            "KNOCK_BASE_URL": "https://proxy.example.com/knock/",
+            "KNOCK_BRANCH": "feature-x",
+            "KNOCK_TIMEOUT": "7.5",
+            "KNOCK_MAX_RETRIES": "0",
+            "KNOCK_MCP_CALL_DEADLINE": "20",
+        }
+    )
     assert settings.api_key is not None
     assert settings.api_key.get_secret_value() == "sk_test_abc"
     assert settings.base_url == "https://proxy.example.com/knock"

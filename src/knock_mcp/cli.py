@@ -23,7 +23,7 @@ from mcp.types import TextContent
 from pydantic import SecretStr
 
 from knock_mcp import __version__
-from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_instructions
+from knock_mcp.demo import DEMO_BASE_URL, PROCESSING_ID, DemoKnock, demo_instructions
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.server import LogLevel, ServerState, create_server
 from knock_mcp.settings import Settings, load_settings
@@ -42,7 +42,9 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     level: LogLevel = args.log_level.upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="knock-mcp %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="knock-mcp %(levelname)s %(name)s: %(message)s"
+    )
     server = _build_server(demo=args.demo, warn_at_start=args.command is None, log_level=level)
     try:
         if args.command == "call":
@@ -63,16 +65,28 @@ def _parser() -> argparse.ArgumentParser:
             "configure it with KNOCK_API_KEY (a secret key, sk_...), and optionally KNOCK_BASE_URL, "
             "KNOCK_BRANCH, KNOCK_TIMEOUT, KNOCK_MAX_RETRIES and KNOCK_MCP_CALL_DEADLINE."
         ),
-        epilog="example: knock-mcp --demo call summarize_bulk_operation id=de300000-0000-4000-8000-000000000002",
+        epilog=f"example: knock-mcp --demo call summarize_bulk_operation id={PROCESSING_ID}",
     )
     parser.add_argument("--version", action="version", version=f"knock-mcp {__version__}")
-    parser.add_argument("--demo", action="store_true",
-                        help="answer from a built-in simulated Knock with sample operations (no key, no network)")
-    parser.add_argument("--log-level", default="warning", type=str.upper, choices=LOG_LEVELS,
-                        metavar="LEVEL", help="stderr log level: debug, info, warning (default), error, critical")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="answer from a built-in simulated Knock with sample operations (no key, no network)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="stderr log level: debug, info, warning (default), error, critical",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    call = commands.add_parser("call", help="run one tool through the MCP client and print its result",
-                               description="Run one tool and print its text. Exit status 1 on a tool error.")
+    call = commands.add_parser(
+        "call",
+        help="run one tool through the MCP client and print its result",
+        description="Run one tool and print its text. Exit status 1 on a tool error.",
+    )
     call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
     call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
     call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
@@ -83,8 +97,12 @@ def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MC
     if demo:
         # The demo never reads KNOCK_API_KEY: a real key is never touched by a simulated Knock.
         settings = Settings(api_key=SecretStr("sk_demo"), base_url=DEMO_BASE_URL)
-        return create_server(settings, transport=DemoKnock().transport(),
-                             extra_instructions=demo_instructions(), log_level=log_level)
+        return create_server(
+            settings,
+            transport=DemoKnock().transport(),
+            extra_instructions=demo_instructions(),
+            log_level=log_level,
+        )
     config: Settings | ConfigurationError
     try:
         config = load_settings(os.environ)
@@ -94,8 +112,10 @@ def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MC
         if isinstance(config, ConfigurationError):
             logger.error("%s Every tool call will report this until it is fixed.", config)
         elif config.api_key is None:
-            logger.warning("KNOCK_API_KEY is not set: the server is running, but every tool call will "
-                           "explain how to set it. Use --demo to try it without a Knock account.")
+            logger.warning(
+                "KNOCK_API_KEY is not set: the server is running, but every tool call will "
+                "explain how to set it. Use --demo to try it without a Knock account."
+            )
     return create_server(config, log_level=log_level)
 
 

@@ -42,10 +42,20 @@ class DemoOperation:
     build: Callable[[datetime], dict[str, Any]]
 
 
-def _operation(operation_id: str, name: str, status: str, inserted: datetime, *, estimated: int,
-               processed: int, failures: list[dict[str, Any]] | None = None,
-               started: datetime | None = None, completed: datetime | None = None,
-               failed: datetime | None = None, updated: datetime | None = None) -> dict[str, Any]:
+def _operation(
+    operation_id: str,
+    name: str,
+    status: str,
+    inserted: datetime,
+    *,
+    estimated: int,
+    processed: int,
+    failures: list[dict[str, Any]] | None = None,
+    started: datetime | None = None,
+    completed: datetime | None = None,
+    failed: datetime | None = None,
+    updated: datetime | None = None,
+) -> dict[str, Any]:
     error_items = failures or []
     return {
         "__typename": "BulkOperation",
@@ -80,42 +90,75 @@ def _many_failures() -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for collection, count in spread:
         items.extend(
-            {"id": f"{collection[:-1]}_{index:05d}", "collection": collection} for index in range(1, count + 1)
+            {"id": f"{collection[:-1]}_{index:05d}", "collection": collection}
+            for index in range(1, count + 1)
         )
     return items
 
 
 def _queued(now: datetime) -> dict[str, Any]:
-    return _operation(QUEUED_ID, "users.identify", "queued", now - timedelta(seconds=20),
-                      estimated=5000, processed=0)
+    return _operation(
+        QUEUED_ID, "users.identify", "queued", now - timedelta(seconds=20), estimated=5000, processed=0
+    )
 
 
 def _processing(now: datetime) -> dict[str, Any]:
     started = now - timedelta(minutes=2, seconds=20)
-    return _operation(PROCESSING_ID, "users.set_preferences", "processing", started - timedelta(seconds=8),
-                      estimated=10_000, processed=4200, failures=_user_failures(3, every=97),
-                      started=started, updated=now - timedelta(seconds=1))
+    return _operation(
+        PROCESSING_ID,
+        "users.set_preferences",
+        "processing",
+        started - timedelta(seconds=8),
+        estimated=10_000,
+        processed=4200,
+        failures=_user_failures(3, every=97),
+        started=started,
+        updated=now - timedelta(seconds=1),
+    )
 
 
 def _completed(now: datetime) -> dict[str, Any]:
     completed = now - timedelta(hours=2)
-    return _operation(COMPLETED_ID, "users.delete", "completed", completed - timedelta(minutes=1, seconds=5),
-                      estimated=1200, processed=1200, started=completed - timedelta(minutes=1),
-                      completed=completed)
+    return _operation(
+        COMPLETED_ID,
+        "users.delete",
+        "completed",
+        completed - timedelta(minutes=1, seconds=5),
+        estimated=1200,
+        processed=1200,
+        started=completed - timedelta(minutes=1),
+        completed=completed,
+    )
 
 
 def _failed(now: datetime) -> dict[str, Any]:
     failed = now - timedelta(hours=9, minutes=12)
-    return _operation(FAILED_ID, "users.delete", "failed", failed - timedelta(minutes=4),
-                      estimated=8000, processed=3100, failures=_user_failures(12, every=211),
-                      started=failed - timedelta(minutes=3, seconds=50), failed=failed)
+    return _operation(
+        FAILED_ID,
+        "users.delete",
+        "failed",
+        failed - timedelta(minutes=4),
+        estimated=8000,
+        processed=3100,
+        failures=_user_failures(12, every=211),
+        started=failed - timedelta(minutes=3, seconds=50),
+        failed=failed,
+    )
 
 
 def _many_failed(now: datetime) -> dict[str, Any]:
     completed = now - timedelta(minutes=35)
-    return _operation(MANY_FAILURES_ID, "objects.set", "completed", completed - timedelta(minutes=7),
-                      estimated=50_000, processed=50_000, failures=_many_failures(),
-                      started=completed - timedelta(minutes=6, seconds=30), completed=completed)
+    return _operation(
+        MANY_FAILURES_ID,
+        "objects.set",
+        "completed",
+        completed - timedelta(minutes=7),
+        estimated=50_000,
+        processed=50_000,
+        failures=_many_failures(),
+        started=completed - timedelta(minutes=6, seconds=30),
+        completed=completed,
+    )
 
 
 def _live(now: datetime) -> dict[str, Any]:
@@ -124,16 +167,35 @@ def _live(now: datetime) -> dict[str, Any]:
     elapsed = (now - inserted).total_seconds()
     started = inserted + timedelta(seconds=LIVE_QUEUED_SECONDS)
     if elapsed < LIVE_QUEUED_SECONDS:
-        return _operation(LIVE_ID, "users.identify", "queued", inserted, estimated=LIVE_TOTAL_ROWS, processed=0)
+        return _operation(
+            LIVE_ID, "users.identify", "queued", inserted, estimated=LIVE_TOTAL_ROWS, processed=0
+        )
     running = min(elapsed - LIVE_QUEUED_SECONDS, LIVE_PROCESSING_SECONDS)
     processed = int(LIVE_TOTAL_ROWS * running / LIVE_PROCESSING_SECONDS)
     failures = _user_failures(processed // LIVE_ROWS_PER_FAILURE, every=LIVE_ROWS_PER_FAILURE)
     if running < LIVE_PROCESSING_SECONDS:
-        return _operation(LIVE_ID, "users.identify", "processing", inserted, estimated=LIVE_TOTAL_ROWS,
-                          processed=processed, failures=failures, started=started, updated=now)
-    return _operation(LIVE_ID, "users.identify", "completed", inserted, estimated=LIVE_TOTAL_ROWS,
-                      processed=processed, failures=failures, started=started,
-                      completed=started + timedelta(seconds=LIVE_PROCESSING_SECONDS))
+        return _operation(
+            LIVE_ID,
+            "users.identify",
+            "processing",
+            inserted,
+            estimated=LIVE_TOTAL_ROWS,
+            processed=processed,
+            failures=failures,
+            started=started,
+            updated=now,
+        )
+    return _operation(
+        LIVE_ID,
+        "users.identify",
+        "completed",
+        inserted,
+        estimated=LIVE_TOTAL_ROWS,
+        processed=processed,
+        failures=failures,
+        started=started,
+        completed=started + timedelta(seconds=LIVE_PROCESSING_SECONDS),
+    )
 
 
 DEMO_OPERATIONS = (
@@ -141,8 +203,9 @@ DEMO_OPERATIONS = (
     DemoOperation(PROCESSING_ID, "processing: 42 % through a preferences update, 3 failures", _processing),
     DemoOperation(COMPLETED_ID, "completed: a clean bulk delete of 1,200 users", _completed),
     DemoOperation(FAILED_ID, "failed: a bulk delete that stopped after 3,100 of 8,000 rows", _failed),
-    DemoOperation(MANY_FAILURES_ID, "completed with 12,000 failed items across three object collections",
-                  _many_failed),
+    DemoOperation(
+        MANY_FAILURES_ID, "completed with 12,000 failed items across three object collections", _many_failed
+    ),
     DemoOperation(LIVE_ID, "live: a 10,000-row import that advances in real time (5-minute cycle)", _live),
 )
 
@@ -163,16 +226,24 @@ class DemoKnock:
         match = _PATH.fullmatch(request.url.path)
         operation = self._operations.get(match.group(1)) if match and request.method == "GET" else None
         if operation is None:
-            return _json_response(404, {
-                "code": "resource_missing", "message": "The resource you requested does not exist",
-                "status": 404, "type": "invalid_request_error",
-            })
+            return _json_response(
+                404,
+                {
+                    "code": "resource_missing",
+                    "message": "The resource you requested does not exist",
+                    "status": 404,
+                    "type": "invalid_request_error",
+                },
+            )
         return _json_response(200, operation.build(self._now()))
 
 
 def _json_response(status: int, payload: dict[str, Any]) -> httpx2.Response:
-    return httpx2.Response(status, content=json.dumps(payload).encode(),
-                           headers={"content-type": "application/json; charset=utf-8"})
+    return httpx2.Response(
+        status,
+        content=json.dumps(payload).encode(),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
 
 
 def demo_instructions() -> str:

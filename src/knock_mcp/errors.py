@@ -34,7 +34,7 @@ class MissingApiKey(KnockMcpError):
     def __init__(self) -> None:
         super().__init__(
             "KNOCK_API_KEY is not set, so knock-mcp cannot call Knock. Create a secret key (sk_...) in "
-            "the Knock dashboard under Developers > API keys, add KNOCK_API_KEY to the \"env\" of "
+            'the Knock dashboard under Developers > API keys, add KNOCK_API_KEY to the "env" of '
             "knock-mcp in your MCP client's configuration, and restart the server. "
             "To try the tools without an account, start the server with --demo."
         )
@@ -101,8 +101,9 @@ class RateLimited(KnockMcpError):
 class KnockUnavailable(KnockMcpError):
     """Knock could not be reached or kept failing on its side (timeouts, connection errors, 5xx)."""
 
-    def __init__(self, cause: str, attempts: int, retry_after: float | None = None,
-                 now: datetime | None = None) -> None:
+    def __init__(
+        self, cause: str, attempts: int, retry_after: float | None = None, now: datetime | None = None
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(
             f"Knock could not answer: {cause} ({_attempts(attempts)}). This is on Knock's side or the "

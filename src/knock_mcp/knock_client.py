@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"knock-mcp/{__version__}"
 # An operation with 100,000 failed items is about 6 MB of JSON; 50 MiB leaves a wide margin while
 # keeping a broken or hostile upstream from filling memory.
-MAX_RESPONSE_BYTES = 50 * 1024 * 1024
+MIB = 1024 * 1024
+MAX_RESPONSE_BYTES = 50 * MIB
 # Error bodies are only read for a short explanation.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 CONNECT_TIMEOUT = 5.0
@@ -70,7 +72,8 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int, jitter: float) -> float:
         """Exponential backoff as Knock's SDKs do it; `jitter` in [0, 1) scales it to 75-100 %."""
-        return min(self.base_delay * 2 ** (retry_number - 1), self.max_delay) * (0.75 + 0.25 * jitter)
+        delay: float = min(self.base_delay * 2 ** (retry_number - 1), self.max_delay)
+        return delay * (0.75 + 0.25 * jitter)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -88,12 +91,14 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 
 
-def build_http_client(settings: Settings, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
+def build_http_client(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> httpx2.AsyncClient:
     """The process's one HTTP client for Knock, carrying the key, branch and User-Agent."""
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if settings.api_key is not None:
@@ -103,7 +108,9 @@ def build_http_client(settings: Settings, transport: httpx2.AsyncBaseTransport |
     return httpx2.AsyncClient(
         base_url=settings.base_url,
         headers=headers,
-        timeout=httpx2.Timeout(settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)),
+        timeout=httpx2.Timeout(
+            settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)
+        ),
         follow_redirects=False,
         transport=transport,
     )
@@ -164,16 +171,23 @@ class KnockClient:
                     wait = policy.backoff(attempt, self._jitter())
                 if attempt > policy.max_retries or wait >= remaining:
                     raise failure.as_error(attempt, self._wall_clock()) from None
-                logger.info("Attempt %d for %s failed (%s); retrying in %.2f s", attempt, operation_id,
-                            failure.cause, wait)
+                logger.info(
+                    "Attempt %d for %s failed (%s); retrying in %.2f s",
+                    attempt,
+                    operation_id,
+                    failure.cause,
+                    wait,
+                )
                 await anyio.sleep(wait)
 
     async def _attempt(self, operation_id: str, deadline: float) -> BulkOperation:
         remaining = deadline - self._clock()
         limit = min(self._policy.attempt_timeout, remaining)
         if limit == remaining:
-            timed_out = (f"no answer within the {self._policy.call_deadline:g} s that one tool call may "
-                         "take (KNOCK_MCP_CALL_DEADLINE)")
+            timed_out = (
+                f"no answer within the {self._policy.call_deadline:g} s that one tool call may "
+                "take (KNOCK_MCP_CALL_DEADLINE)"
+            )
         else:
             timed_out = f"no answer within {limit:g} s (KNOCK_TIMEOUT)"
         if remaining <= 0:
@@ -182,15 +196,19 @@ class KnockClient:
         try:
             # httpx2's timeouts bound each read, not the whole body: this bounds the attempt.
             with anyio.fail_after(limit):
-                async with self._http.stream("GET", f"/v1/bulk_operations/{operation_id}", timeout=timeout) as response:
+                async with self._http.stream(
+                    "GET", f"/v1/bulk_operations/{operation_id}", timeout=timeout
+                ) as response:
                     if response.status_code == HTTPStatus.OK:
                         body = await _read_capped(response, MAX_RESPONSE_BYTES)
                         if body is None:
                             raise InvalidResponse(
-                                f"the answer is larger than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB, the most "
-                                "knock-mcp will read"
+                                f"the answer is larger than {MAX_RESPONSE_BYTES // MIB} MiB, "
+                                "the most knock-mcp will read"
                             )
-                        return self._parse_operation(operation_id, body, response.headers.get("content-type", ""))
+                        return self._parse_operation(
+                            operation_id, body, response.headers.get("content-type", "")
+                        )
                     error_body = await _read_capped(response, MAX_ERROR_BODY_BYTES, truncate=True) or b""
                     self._raise_for_status(operation_id, response, error_body)
         except (TimeoutError, httpx2.TimeoutException):
@@ -212,7 +230,9 @@ class KnockClient:
             raise OperationNotFound(operation_id, self._settings.branch)
         if status in _RETRYABLE_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._wall_clock())
-            raise _TransientFailure(f"HTTP {status} {_reason(status)}", status=status, retry_after=retry_after)
+            raise _TransientFailure(
+                f"HTTP {status} {_reason(status)}", status=status, retry_after=retry_after
+            )
         raise UnexpectedStatus(status, detail)
 
     def _parse_operation(self, operation_id: str, body: bytes, content_type: str) -> BulkOperation:
@@ -220,7 +240,7 @@ class KnockClient:
             operation = BulkOperation.model_validate_json(body)
         except ValidationError as error:
             if any(problem["type"] == "json_invalid" for problem in error.errors()):
-                shown = content_type.split(";")[0].strip() or "no content type"
+                shown = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
                 raise InvalidResponse(
                     f"Knock answered 200 OK with a body that is not JSON ({shown}: "
                     f"{_excerpt(body, self._secret)!r})"
@@ -260,6 +280,8 @@ def _explain_error_body(body: bytes, secret: str | None) -> str:
         payload = json.loads(body)
     except ValueError:
         return _excerpt(body, secret)
+    if not payload:
+        return ""
     message: object = None
     if isinstance(payload, dict):
         message = payload.get("message")

@@ -6,17 +6,15 @@ field never breaks a user, and nothing Knock said is dropped on the way to the m
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from knock_mcp.errors import InvalidOperationId
-
-import re
-
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from knock_mcp.errors import InvalidOperationId
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -42,8 +42,27 @@ user for the operation id (a UUID in the bulk endpoint's response) if you do not
 Use summarize_bulk_operation to answer people; use get_bulk_operation for exact fields or the ids \
 of failed items. The resource knock://bulk_operations/{id} holds the same JSON as get_bulk_operation."""
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                            open_world_hint=True)
+# Tool descriptions are product copy the model reads: what comes back, and when to use which tool.
+GET_DESCRIPTION = (
+    "Get the full, validated record of one Knock bulk operation: status, row counts, timestamps, "
+    f"progress_path and the failed items (the first {DEFAULT_MAX_ERROR_ITEMS} unless max_error_items says "
+    "otherwise). Use it when you need exact fields or the failed ids themselves, e.g. to resubmit them; "
+    'to answer a person ("how far along is my import?", "why did it fail?") use summarize_bulk_operation '
+    "instead. Returns `operation` with Knock's fields unchanged, plus error_items_total, "
+    "error_items_shown, error_items_omitted and a `note` when items were left out."
+)
+SUMMARIZE_DESCRIPTION = (
+    "Explain one Knock bulk operation in a few plain sentences: what the job is, its status, percent "
+    "done, rows processed of the estimate, successes and failures, when it was queued, started and "
+    "finished, how long it ran and how fast, time left while processing, a preview of failed items by "
+    'collection, and the next step to take. Use it to answer people ("is my bulk delete done?", '
+    '"why did last night\'s import fail?"); use get_bulk_operation when you need every field or the full '
+    "list of failed ids. The same facts come back as structured content."
+)
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
 
 OperationId = Annotated[
     str,
@@ -117,24 +136,19 @@ def create_server(
         log_level=log_level,
     )
 
-    async def fetch_for_tool(ctx: Context[ServerState], operation_id: str) -> tuple[ServerState, BulkOperation]:
+    async def fetch_for_tool(
+        ctx: Context[ServerState], operation_id: str
+    ) -> tuple[ServerState, BulkOperation]:
         state = ctx.request_context.lifespan_context
         try:
             return state, await state.fetch(operation_id)
         except KnockMcpError as error:
             raise ToolError(state.public_text(error)) from None
 
-    @server.tool(title="Get bulk operation", annotations=READ_ONLY)
+    @server.tool(title="Get bulk operation", description=GET_DESCRIPTION, annotations=READ_ONLY)
     async def get_bulk_operation(
         id: OperationId, ctx: Context[ServerState], max_error_items: MaxErrorItems = DEFAULT_MAX_ERROR_ITEMS
     ) -> Annotated[CallToolResult, BoundedOperation]:
-        """Get the full, validated record of one Knock bulk operation: status, row counts,
-        timestamps, progress_path and the failed items (the first 50 unless max_error_items says
-        otherwise). Use it when you need exact fields or the failed ids themselves, e.g. to
-        resubmit them; to answer a person ("how far along is my import?", "why did it fail?") use
-        summarize_bulk_operation instead. Returns `operation` with Knock's fields unchanged, plus
-        error_items_total, error_items_shown, error_items_omitted and a `note` when items were
-        left out."""
         _, operation = await fetch_for_tool(ctx, id)
         view = bound_operation(operation, max_error_items)
         return CallToolResult(
@@ -142,17 +156,10 @@ def create_server(
             structured_content=view.model_dump(mode="json", by_alias=True),
         )
 
-    @server.tool(title="Summarize bulk operation", annotations=READ_ONLY)
+    @server.tool(title="Summarize bulk operation", description=SUMMARIZE_DESCRIPTION, annotations=READ_ONLY)
     async def summarize_bulk_operation(
         id: OperationId, ctx: Context[ServerState]
     ) -> Annotated[CallToolResult, BulkOperationSummary]:
-        """Explain one Knock bulk operation in a few plain sentences: what the job is, its status,
-        percent done, rows processed of the estimate, successes and failures, when it was queued,
-        started and finished, how long it ran and how fast, time left while processing, a preview
-        of failed items by collection, and the next step to take. Use it to answer people ("is my
-        bulk delete done?", "why did last night's import fail?"); use get_bulk_operation when you
-        need every field or the full list of failed ids. The same facts come back as structured
-        content."""
         state, operation = await fetch_for_tool(ctx, id)
         summary = summarize(operation, state.now())
         return CallToolResult(

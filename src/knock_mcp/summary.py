@@ -65,7 +65,9 @@ class BulkOperationSummary(BaseModel):
     estimated_total_rows: int
     success_count: int
     failure_count: int = Field(description="error_count, or the length of error_items when Knock omits it.")
-    failed_items_listed: int | None = Field(description="How many failed items Knock listed; null if no list.")
+    failed_items_listed: int | None = Field(
+        description="How many failed items Knock listed; null if no list."
+    )
     failed_item_groups: list[FailedItemGroup] = Field(
         description=f"Listed failed items by collection, largest first, at most {PREVIEW_COLLECTIONS}."
     )

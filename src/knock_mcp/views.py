@@ -31,20 +31,18 @@ def bound_operation(operation: BulkOperation, max_error_items: int) -> BoundedOp
     """Cut `error_items` to `max_error_items`, recording what was left out."""
     items = operation.error_items
     if items is None:
-        return BoundedOperation(operation=operation, error_items_total=None, error_items_shown=0,
-                                error_items_omitted=0)
+        return BoundedOperation(
+            operation=operation, error_items_total=None, error_items_shown=0, error_items_omitted=0
+        )
     shown = items[:max_error_items]
     omitted = len(items) - len(shown)
     note = None
     if omitted:
-        note = (
-            f"Showing the first {len(shown):,} of {len(items):,} failed items. "
-            + (
-                f"Call get_bulk_operation again with max_error_items={MAX_ERROR_ITEMS_LIMIT} to see "
-                f"up to {MAX_ERROR_ITEMS_LIMIT:,}."
-                if max_error_items < MAX_ERROR_ITEMS_LIMIT
-                else f"{MAX_ERROR_ITEMS_LIMIT:,} is the most one call returns."
-            )
+        note = f"Showing the first {len(shown):,} of {len(items):,} failed items. " + (
+            f"Call get_bulk_operation again with max_error_items={MAX_ERROR_ITEMS_LIMIT} to see "
+            f"up to {MAX_ERROR_ITEMS_LIMIT:,}."
+            if max_error_items < MAX_ERROR_ITEMS_LIMIT
+            else f"{MAX_ERROR_ITEMS_LIMIT:,} is the most one call returns."
         )
     return BoundedOperation(
         operation=operation.model_copy(update={"error_items": shown}),

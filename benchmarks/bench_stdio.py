@@ -1,0 +1,419 @@
+"""knock-mcp over stdio against a floor server, in one run: start-up, round trip, memory, output size.
+
+    python benchmarks/bench_stdio.py [--quick]
+
+A figure for knock-mcp alone says little: most of a stdio round trip is the SDK, the pipes and
+Python itself. So the same run measures `floor_server.py`, the least a server can do for the same
+tool, and reports knock-mcp against it. The two are measured alternately (spawn one, spawn the
+other; call one, call the other) so that noise on a busy machine lands on both alike.
+
+Knock is the fake from tests/fake_knock.py on 127.0.0.1; nothing leaves the machine. The report is
+printed whether or not a target is met (exit status 0); an error of any kind exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from importlib.metadata import version
+from pathlib import Path
+from socketserver import StreamRequestHandler
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, TextContent
+
+REPO = Path(__file__).resolve().parent.parent
+# tests/ is not an installed package; the fake Knock is shared with the test suite, not copied.
+sys.path.insert(0, str(REPO))
+from tests.fake_knock import FakeKnock  # noqa: E402
+
+API_KEY = "sk_bench_0000000000000000"
+BIG_ID = "b1600000-0000-4000-8000-000000012000"
+BIG_FAILED_ITEMS = 12_000
+# Failed items spread over object collections and users (null collection), as Knock reports them.
+FAILED_ITEM_KINDS: tuple[tuple[str, str | None], ...] = (
+    ("project", "projects"),
+    ("workspace", "workspaces"),
+    ("team", "teams"),
+    ("user", None),
+)
+
+COLD_START_MAX_RATIO = 1.10
+ROUND_TRIP_MAX_RATIO = 1.20
+RSS_MAX_EXTRA_KB = 10 * 1024
+OUTPUT_MIN_SHRINK = 25.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many of each measurement to take."""
+
+    cold_starts: int
+    warmup_calls: int
+    timed_calls: int
+    big_calls: int
+
+
+FULL = Plan(cold_starts=15, warmup_calls=20, timed_calls=500, big_calls=5)
+QUICK = Plan(cold_starts=5, warmup_calls=20, timed_calls=100, big_calls=2)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test: how to start it. Both get the same environment."""
+
+    name: str
+    argv: tuple[str, ...]
+
+    def parameters(self, base_url: str) -> StdioServerParameters:
+        # Only PATH, HOME and a few more are inherited; the Knock settings must be passed.
+        env = {"KNOCK_API_KEY": API_KEY, "KNOCK_BASE_URL": base_url}
+        return StdioServerParameters(command=self.argv[0], args=list(self.argv[1:]), env=env)
+
+
+KNOCK_MCP = Server("knock-mcp", (sys.executable, "-m", "knock_mcp"))
+FLOOR = Server("floor", (sys.executable, str(Path(__file__).resolve().parent / "floor_server.py")))
+SERVERS = (KNOCK_MCP, FLOOR)
+
+
+@dataclass
+class Figures:
+    """Everything measured for one server. Memory is in kB, as /proc reports it."""
+
+    protocol: str = ""
+    cold_start_ms: list[float] = field(default_factory=list)
+    call_ms: list[float] = field(default_factory=list)
+    big_call_ms: list[float] = field(default_factory=list)
+    rss_after_calls_kb: int = 0
+    rss_after_big_kb: int = 0
+    peak_rss_kb: int = 0
+    big_output_chars: int = 0
+
+
+@dataclass(frozen=True)
+class Results:
+    figures: dict[Server, Figures]
+    raw_body_bytes: int
+    summary_chars: int
+
+
+@dataclass(frozen=True)
+class Session:
+    """A running server with a connected client."""
+
+    server: Server
+    client: Client
+    pid: int
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    knock: str
+    floor: str
+    comparison: str
+    target: str = ""
+    verdict: str = ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test, not figures to quote")
+    plan = QUICK if parser.parse_args().quick else FULL
+    small = json.loads((REPO / "tests" / "fixtures" / "completed.json").read_text())
+    with FakeKnock() as knock:
+        answer_without_nagle(knock)
+        knock.operations[small["id"]] = small
+        knock.operations[BIG_ID] = big_operation(small)
+        raw_body_bytes = len(httpx2.get(f"{knock.base_url}/v1/bulk_operations/{BIG_ID}").content)
+        results = anyio.run(measure, plan, knock, small["id"], raw_body_bytes)
+    print(render(plan, results))
+
+
+def answer_without_nagle(knock: FakeKnock) -> None:
+    """Make the fake send each answer at once, as a production HTTP server does.
+
+    The fake writes an answer's headers and body in two sends. With Nagle's algorithm on, the body
+    waits for the client's delayed ACK of the headers: about 40 ms on Linux, on most requests of a
+    kept-alive connection. That stall belongs to the fake, and it would swamp both round trips.
+    """
+    handler = knock._server.RequestHandlerClass
+    if not (isinstance(handler, type) and issubclass(handler, StreamRequestHandler)):
+        raise RuntimeError(f"the fake Knock's request handler is not a StreamRequestHandler: {handler!r}")
+    handler.disable_nagle_algorithm = True
+
+
+def big_operation(template: dict[str, Any]) -> dict[str, Any]:
+    """A finished job with 12,000 failed items, shaped like the fixture it is copied from."""
+    items = []
+    for number in range(1, BIG_FAILED_ITEMS + 1):
+        prefix, collection = FAILED_ITEM_KINDS[number % len(FAILED_ITEM_KINDS)]
+        items.append({"id": f"{prefix}_{number:05d}", "collection": collection})
+    return {
+        **template,
+        "id": BIG_ID,
+        "name": "objects.set",
+        "progress_path": f"/v1/bulk_operations/{BIG_ID}",
+        "estimated_total_rows": 50_000,
+        "processed_rows": 50_000,
+        "success_count": 50_000 - BIG_FAILED_ITEMS,
+        "error_count": BIG_FAILED_ITEMS,
+        "error_items": items,
+    }
+
+
+async def measure(plan: Plan, knock: FakeKnock, small_id: str, raw_body_bytes: int) -> Results:
+    figures = {server: Figures() for server in SERVERS}
+    progress("warming up: one untimed start of each server (bytecode and page caches)")
+    for server in SERVERS:
+        await cold_start_ms(server, knock.base_url)
+    progress(f"cold starts: {plan.cold_starts} of each")
+    for run in range(plan.cold_starts):
+        for server in alternate(SERVERS, run):
+            figures[server].cold_start_ms.append(await cold_start_ms(server, knock.base_url))
+    async with open_sessions(SERVERS, knock.base_url) as sessions:
+        for session in sessions:
+            figures[session.server].protocol = session.client.protocol_version
+        await measure_round_trips(plan, sessions, knock, small_id, figures)
+        summary_chars = await measure_big_operation(plan, sessions, figures)
+    return Results(figures, raw_body_bytes, summary_chars)
+
+
+async def measure_round_trips(
+    plan: Plan, sessions: list[Session], knock: FakeKnock, small_id: str, figures: dict[Server, Figures]
+) -> None:
+    progress(f"round trips: {plan.timed_calls} of each after {plan.warmup_calls} warm-up")
+    requests_before = len(knock.requests)
+    arguments = {"id": small_id}
+    for run in range(plan.warmup_calls + plan.timed_calls):
+        for session in alternate(sessions, run):
+            elapsed, _ = await call(session, "get_bulk_operation", arguments)
+            if run >= plan.warmup_calls:
+                figures[session.server].call_ms.append(elapsed)
+    # A server that answered from a cache would win for the wrong reason: every call must reach Knock.
+    expected = len(sessions) * (plan.warmup_calls + plan.timed_calls)
+    if (seen := len(knock.requests) - requests_before) != expected:
+        raise RuntimeError(f"fake Knock saw {seen} requests during the round trips, expected {expected}")
+    for session in sessions:
+        figures[session.server].rss_after_calls_kb = proc_status_kb(session.pid, "VmRSS")
+
+
+async def measure_big_operation(plan: Plan, sessions: list[Session], figures: dict[Server, Figures]) -> int:
+    """Time, size and memory of the 12,000-item operation; returns the size of knock-mcp's summary."""
+    progress(f"{BIG_FAILED_ITEMS:,}-item operation: {plan.big_calls} calls of each")
+    for run in range(plan.big_calls):
+        for session in alternate(sessions, run):
+            elapsed, result = await call(session, "get_bulk_operation", {"id": BIG_ID})
+            figures[session.server].big_call_ms.append(elapsed)
+            figures[session.server].big_output_chars = output_chars(result)
+    for session in sessions:
+        figures[session.server].rss_after_big_kb = proc_status_kb(session.pid, "VmRSS")
+        figures[session.server].peak_rss_kb = proc_status_kb(session.pid, "VmHWM")
+    knock_mcp = next(session for session in sessions if session.server is KNOCK_MCP)
+    _, summary = await call(knock_mcp, "summarize_bulk_operation", {"id": BIG_ID})
+    return output_chars(summary)
+
+
+async def cold_start_ms(server: Server, base_url: str) -> float:
+    """Spawn to first `tools/list` answer, as a chat client experiences a server starting."""
+    start = time.perf_counter()
+    async with Client(server.parameters(base_url), mode="auto") as client:
+        await client.list_tools()
+        return (time.perf_counter() - start) * 1000
+
+
+@asynccontextmanager
+async def open_sessions(servers: Sequence[Server], base_url: str) -> AsyncIterator[list[Session]]:
+    async with AsyncExitStack() as stack:
+        sessions = []
+        for server in servers:
+            client = await stack.enter_async_context(Client(server.parameters(base_url), mode="auto"))
+            # Listing first caches the output schemas, so no call below is preceded by a re-list.
+            await client.list_tools()
+            sessions.append(Session(server, client, child_pid(server.argv)))
+        yield sessions
+
+
+async def call(session: Session, tool: str, arguments: dict[str, Any]) -> tuple[float, CallToolResult]:
+    """One timed `tools/call`; a tool error stops the benchmark, since its timing would mean nothing."""
+    start = time.perf_counter()
+    result = await session.client.call_tool(tool, arguments)
+    elapsed = (time.perf_counter() - start) * 1000
+    if result.is_error:
+        text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+        raise RuntimeError(f"{session.server.name} {tool} failed: {text}")
+    return elapsed, result
+
+
+def alternate(items: Sequence[T], run: int) -> Sequence[T]:
+    """The items in turn, reversed on odd runs, so neither server always goes first."""
+    return items if run % 2 == 0 else items[::-1]
+
+
+def output_chars(result: CallToolResult) -> int:
+    """What a client passes on to a model: the text blocks plus the structured content as compact JSON."""
+    text = sum(len(block.text) for block in result.content if isinstance(block, TextContent))
+    if result.structured_content is None:
+        return text
+    return text + len(json.dumps(result.structured_content, separators=(",", ":")))
+
+
+def child_pid(argv: Sequence[str]) -> int:
+    """The pid of our child process running `argv` (the client does not expose it)."""
+    matches = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name in parentheses may hold spaces: the fields after it are fixed.
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().decode().split("\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while we looked
+        if parent == os.getpid() and cmdline == list(argv):
+            matches.append(int(stat.parent.name))
+    if len(matches) != 1:
+        raise RuntimeError(f"expected one child process running {shlex.join(argv)}, found {matches}")
+    return matches[0]
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return int(value.split()[0])
+    raise RuntimeError(f"/proc/{pid}/status has no {key}")
+
+
+def percentile(values: Sequence[float], percent: int) -> float:
+    """Interpolated between samples (the 50th is the median)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def progress(message: str) -> None:
+    print(f"bench_stdio: {message}", file=sys.stderr, flush=True)
+
+
+def render(plan: Plan, results: Results) -> str:
+    knock, floor = results.figures[KNOCK_MCP], results.figures[FLOOR]
+    header = [
+        f"command:    {shlex.join(sys.orig_argv)}",
+        f"python:     {platform.python_implementation()} {platform.python_version()}, {platform.platform()}",
+        f"cpus:       {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
+        f"mcp:        {version('mcp')}, Client mode='auto' negotiated {knock.protocol} (knock-mcp), "
+        f"{floor.protocol} (floor)",
+        f"knock-mcp:  {shlex.join(KNOCK_MCP.argv)}",
+        f"floor:      {shlex.join(FLOOR.argv)}",
+        f"runs:       {plan.cold_starts} cold starts, {plan.timed_calls} round trips after "
+        f"{plan.warmup_calls} warm-up, {plan.big_calls} calls on the {BIG_FAILED_ITEMS:,}-item "
+        "operation; each server in turn",
+        "",
+    ]
+    return "\n".join(
+        header + table(timing_rows(knock, floor) + memory_rows(knock, floor) + size_rows(results))
+    )
+
+
+def timing_rows(knock: Figures, floor: Figures) -> list[Row]:
+    cold = (knock.cold_start_ms, floor.cold_start_ms)
+    calls = (knock.call_ms, floor.call_ms)
+    big = (knock.big_call_ms, floor.big_call_ms)
+    return [
+        ratio_row("cold start median (ms)", cold, 50, ".0f", COLD_START_MAX_RATIO),
+        ratio_row("cold start p90 (ms)", cold, 90, ".0f"),
+        ratio_row("round trip p50 (ms)", calls, 50, ".2f", ROUND_TRIP_MAX_RATIO),
+        ratio_row("round trip p99 (ms)", calls, 99, ".2f"),
+        ratio_row(f"{BIG_FAILED_ITEMS:,}-item call median (ms)", big, 50, ".1f"),
+    ]
+
+
+def memory_rows(knock: Figures, floor: Figures) -> list[Row]:
+    after_big = f"RSS after {BIG_FAILED_ITEMS:,}-item calls (MB)"
+    return [
+        memory_row(
+            "RSS after round trips (MB)", knock.rss_after_calls_kb, floor.rss_after_calls_kb, RSS_MAX_EXTRA_KB
+        ),
+        memory_row(after_big, knock.rss_after_big_kb, floor.rss_after_big_kb, RSS_MAX_EXTRA_KB),
+        memory_row("peak RSS, VmHWM (MB)", knock.peak_rss_kb, floor.peak_rss_kb),
+    ]
+
+
+def size_rows(results: Results) -> list[Row]:
+    raw = results.raw_body_bytes
+    knock, floor = results.figures[KNOCK_MCP], results.figures[FLOOR]
+    shrink = raw / knock.big_output_chars
+    return [
+        Row(f"Knock raw body, {BIG_FAILED_ITEMS:,} items (bytes)", f"{raw:,}", f"{raw:,}", "same input"),
+        Row(
+            "get_bulk_operation output (chars)",
+            f"{knock.big_output_chars:,}",
+            f"{floor.big_output_chars:,}",
+            f"raw/knock-mcp {shrink:.1f}x; floor/raw {floor.big_output_chars / raw:.2f}x",
+            f">= {OUTPUT_MIN_SHRINK:g}x smaller than raw",
+            verdict(shrink >= OUTPUT_MIN_SHRINK),
+        ),
+        Row(
+            "summarize_bulk_operation output (chars)",
+            f"{results.summary_chars:,}",
+            "-",
+            f"raw/knock-mcp {raw / results.summary_chars:.1f}x",
+        ),
+    ]
+
+
+def ratio_row(
+    metric: str,
+    samples: tuple[list[float], list[float]],
+    percent: int,
+    spec: str,
+    max_ratio: float | None = None,
+) -> Row:
+    knock, floor = percentile(samples[0], percent), percentile(samples[1], percent)
+    ratio = knock / floor
+    row = Row(metric, format(knock, spec), format(floor, spec), f"{ratio:.2f}x")
+    if max_ratio is None:
+        return row
+    return replace(row, target=f"<= {max_ratio:.2f}x", verdict=verdict(ratio <= max_ratio))
+
+
+def memory_row(metric: str, knock_kb: int, floor_kb: int, max_extra_kb: int | None = None) -> Row:
+    extra = knock_kb - floor_kb
+    row = Row(metric, f"{knock_kb / 1024:.1f}", f"{floor_kb / 1024:.1f}", f"{extra / 1024:+.1f} MB")
+    if max_extra_kb is None:
+        return row
+    return replace(row, target=f"<= +{max_extra_kb / 1024:g} MB", verdict=verdict(extra <= max_extra_kb))
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def table(rows: list[Row]) -> list[str]:
+    cells = [("metric", "knock-mcp", "floor", "knock-mcp vs floor", "target", "result")]
+    cells += [(r.metric, r.knock, r.floor, r.comparison, r.target, r.verdict) for r in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(6)]
+    lines = []
+    for line in cells:
+        padded = [
+            cell.rjust(width) if column in (1, 2) else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(padded).rstrip())
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
+if __name__ == "__main__":
+    main()
