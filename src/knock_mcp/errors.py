@@ -34,7 +34,7 @@ class MissingApiKey(KnockMcpError):
     def __init__(self) -> None:
         super().__init__(
             "KNOCK_API_KEY is not set, so knock-mcp cannot call Knock. Create a secret key (sk_...) in "
-            'the Knock dashboard under Developers > API keys, add KNOCK_API_KEY to the "env" of '
+            'the Knock dashboard under Platform > API keys, add KNOCK_API_KEY to the "env" of '
             "knock-mcp in your MCP client's configuration, and restart the server. "
             "To try the tools without an account, start the server with --demo."
         )
@@ -60,7 +60,7 @@ class AuthenticationFailed(KnockMcpError):
         super().__init__(
             f"Knock rejected the API key (401 Unauthorized{_detail(detail)}). Check that KNOCK_API_KEY "
             "holds a current secret key (sk_...) copied whole from the Knock dashboard "
-            "(Developers > API keys), then restart knock-mcp."
+            "(Platform > API keys), then restart knock-mcp."
         )
 
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from knock_mcp.errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.knock.app"
-# Knock answers a GET by id in well under a second. 15 s per attempt (Knock's SDKs use 60 s) lets
+# A GET by id is a small read. 15 s per attempt (Knock's SDKs use 60 s) lets
 # the first try and both retries fit inside one tool call's deadline, so one stalled connection
 # cannot use up the whole call.
 DEFAULT_ATTEMPT_TIMEOUT = 15.0
@@ -76,7 +76,7 @@ def _parse_api_key(raw: str) -> SecretStr:
     if raw.startswith("pk_"):
         raise ValueError(
             "holds a public key (pk_...), which cannot read bulk operations: set it to a secret key "
-            "(sk_...) from the Knock dashboard, Developers > API keys"
+            "(sk_...) from the Knock dashboard, Platform > API keys"
         )
     if any(character.isspace() for character in raw):
         raise ValueError("contains spaces or line breaks: paste the secret key (sk_...) alone")
