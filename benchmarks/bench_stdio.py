@@ -5,7 +5,9 @@
 A figure for knock-mcp alone says little: most of a stdio round trip is the SDK, the pipes and
 Python itself. So the same run measures `floor_server.py`, the least a server can do for the same
 tool, and reports knock-mcp against it. The two are measured alternately (spawn one, spawn the
-other; call one, call the other) so that noise on a busy machine lands on both alike.
+other; call one, call the other) so that noise on a busy machine lands on both alike. Timings are
+what an `mcp.Client` sees, including its check of each result against the tool's output schema,
+which real clients of this SDK pay too.
 
 Knock is the fake from tests/fake_knock.py on 127.0.0.1; nothing leaves the machine. The report is
 printed whether or not a target is met (exit status 0); an error of any kind exits non-zero.
@@ -26,7 +28,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
-from socketserver import StreamRequestHandler
 from typing import Any, TypeVar
 
 import anyio
@@ -36,8 +37,8 @@ from mcp.types import CallToolResult, TextContent
 
 REPO = Path(__file__).resolve().parent.parent
 # tests/ is not an installed package; the fake Knock is shared with the test suite, not copied.
-sys.path.insert(0, str(REPO))
-from tests.fake_knock import FakeKnock  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+from fake_knock import FakeKnock  # noqa: E402
 
 API_KEY = "sk_bench_0000000000000000"
 BIG_ID = "b1600000-0000-4000-8000-000000012000"
@@ -80,7 +81,8 @@ class Server:
     argv: tuple[str, ...]
 
     def parameters(self, base_url: str) -> StdioServerParameters:
-        # Only PATH, HOME and a few more are inherited; the Knock settings must be passed.
+        # Only PATH, HOME and a few more are inherited; the Knock settings must be passed. A server's
+        # stderr is ours (the client's default errlog), so any warning it logs shows up in the run.
         env = {"KNOCK_API_KEY": API_KEY, "KNOCK_BASE_URL": base_url}
         return StdioServerParameters(command=self.argv[0], args=list(self.argv[1:]), env=env)
 
@@ -106,6 +108,8 @@ class Figures:
 
 @dataclass(frozen=True)
 class Results:
+    """What the report is made from: per-server figures and the two sizes with no floor to compare."""
+
     figures: dict[Server, Figures]
     raw_body_bytes: int
     summary_chars: int
@@ -122,6 +126,8 @@ class Session:
 
 @dataclass(frozen=True)
 class Row:
+    """One line of the report, already formatted; target and verdict stay empty for context-only rows."""
+
     metric: str
     knock: str
     floor: str
@@ -136,25 +142,11 @@ def main() -> None:
     plan = QUICK if parser.parse_args().quick else FULL
     small = json.loads((REPO / "tests" / "fixtures" / "completed.json").read_text())
     with FakeKnock() as knock:
-        answer_without_nagle(knock)
         knock.operations[small["id"]] = small
         knock.operations[BIG_ID] = big_operation(small)
         raw_body_bytes = len(httpx2.get(f"{knock.base_url}/v1/bulk_operations/{BIG_ID}").content)
         results = anyio.run(measure, plan, knock, small["id"], raw_body_bytes)
     print(render(plan, results))
-
-
-def answer_without_nagle(knock: FakeKnock) -> None:
-    """Make the fake send each answer at once, as a production HTTP server does.
-
-    The fake writes an answer's headers and body in two sends. With Nagle's algorithm on, the body
-    waits for the client's delayed ACK of the headers: about 40 ms on Linux, on most requests of a
-    kept-alive connection. That stall belongs to the fake, and it would swamp both round trips.
-    """
-    handler = knock._server.RequestHandlerClass
-    if not (isinstance(handler, type) and issubclass(handler, StreamRequestHandler)):
-        raise RuntimeError(f"the fake Knock's request handler is not a StreamRequestHandler: {handler!r}")
-    handler.disable_nagle_algorithm = True
 
 
 def big_operation(template: dict[str, Any]) -> dict[str, Any]:

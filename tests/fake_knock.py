@@ -47,6 +47,9 @@ class FakeKnock:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Send each answer at once, as a production server does: with Nagle's algorithm the body
+            # would wait ~40 ms for the client's delayed ACK of the headers.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 fake._serve(self)
