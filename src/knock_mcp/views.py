@@ -9,13 +9,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from knock_mcp.models import BulkOperation
+from knock_mcp.output_schema import FlatSchemaModel
 
 DEFAULT_MAX_ERROR_ITEMS = 50
 # Bulk endpoints take at most 1,000 entities per call: one page of failures is one resubmission.
 MAX_ERROR_ITEMS_LIMIT = 1000
 
 
-class BoundedOperation(BaseModel):
+class BoundedOperation(FlatSchemaModel):
     """A validated bulk operation whose `error_items` may be cut to the requested cap."""
 
     operation: BulkOperation = Field(description="The operation as Knock returned it, error_items capped.")
