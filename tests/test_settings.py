@@ -75,6 +75,11 @@ def test_a_public_key_asks_for_a_secret_key() -> None:
         ("KNOCK_MAX_RETRIES", "99"),
         ("KNOCK_MCP_CALL_DEADLINE", "forever"),
         ("KNOCK_API_KEY", "sk_test abc"),
+        ("KNOCK_API_KEY", "sk_test_abc\u200b"),
+        ("KNOCK_API_KEY", "\ufeffsk_test_abc"),
+        ("KNOCK_BRANCH", "feature\u00e9"),
+        ("KNOCK_BRANCH", "two words"),
+        ("KNOCK_BASE_URL", "http://localhost:99999"),
     ],
 )
 def test_a_bad_value_is_named(variable: str, value: str) -> None:
@@ -82,6 +87,8 @@ def test_a_bad_value_is_named(variable: str, value: str) -> None:
         load_settings({variable: value})
     assert len(raised.value.problems) == 1
     assert raised.value.problems[0].startswith(variable)
+    if variable == "KNOCK_API_KEY":
+        assert value.strip() not in str(raised.value)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:1234/", "http://[::1]:9000"])

@@ -62,7 +62,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     settings = Settings(
         api_key=api_key,
         base_url=read("KNOCK_BASE_URL", _parse_base_url, DEFAULT_BASE_URL),
-        branch=environ.get("KNOCK_BRANCH", "").strip() or None,
+        branch=read("KNOCK_BRANCH", _parse_branch, None),
         attempt_timeout=read("KNOCK_TIMEOUT", _seconds(0.1, 300), DEFAULT_ATTEMPT_TIMEOUT),
         max_retries=read("KNOCK_MAX_RETRIES", _whole_number(0, 10), DEFAULT_MAX_RETRIES),
         call_deadline=read("KNOCK_MCP_CALL_DEADLINE", _seconds(1, 3600), DEFAULT_CALL_DEADLINE),
@@ -78,9 +78,24 @@ def _parse_api_key(raw: str) -> SecretStr:
             "holds a public key (pk_...), which cannot read bulk operations: set it to a secret key "
             "(sk_...) from the Knock dashboard, Platform > API keys"
         )
-    if any(character.isspace() for character in raw):
-        raise ValueError("contains spaces or line breaks: paste the secret key (sk_...) alone")
+    if not _is_header_safe(raw):
+        # Never echo the key: say only what kind of character is wrong.
+        raise ValueError(
+            "contains spaces, line breaks or characters that are not plain ASCII (often an invisible "
+            "character picked up when copying): paste the secret key (sk_...) alone"
+        )
     return SecretStr(raw)
+
+
+def _parse_branch(raw: str) -> str:
+    if not _is_header_safe(raw):
+        raise ValueError(f"must be a branch slug of plain ASCII letters, digits and dashes, not {raw!r}")
+    return raw
+
+
+def _is_header_safe(raw: str) -> bool:
+    """Sent in an HTTP header: printable ASCII without spaces, or the HTTP client cannot send it."""
+    return raw.isascii() and raw.isprintable() and not any(character.isspace() for character in raw)
 
 
 def _parse_base_url(raw: str) -> str:
@@ -96,6 +111,8 @@ def _parse_base_url(raw: str) -> str:
         raise ValueError(problem)
     if url.userinfo:
         raise ValueError("must not contain a user name or password")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"has port {url.port}, which is not a TCP port (1 to 65535)")
     if url.scheme == "http" and not _is_loopback(url.host):
         raise ValueError(problem)
     return raw.rstrip("/")
