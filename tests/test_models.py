@@ -98,6 +98,7 @@ def test_required_fields_are_required(required: str) -> None:
     [
         ("123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
         ("  123E4567-E89B-12D3-A456-426614174000\n", "123e4567-e89b-12d3-a456-426614174000"),
+        ("123E4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-426614174000"),
     ],
 )
 def test_operation_ids_are_canonical_uuids(raw: str, canonical: str) -> None:
@@ -111,7 +112,7 @@ def test_operation_ids_are_canonical_uuids(raw: str, canonical: str) -> None:
         "abc",
         "../../v1/users",
         "123e4567-e89b-12d3-a456-426614174000/../../users",
-        "123e4567e89b12d3a456426614174000",
+        "123e4567e89b12d3a45642661417400",
         "123e4567-e89b-12d3-a456-42661417400g",
         "é" * 40,
         "1\x00",

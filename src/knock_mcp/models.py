@@ -19,10 +19,17 @@ from knock_mcp.errors import InvalidOperationId
 
 def _as_utc(value: datetime) -> datetime:
     """Knock sends UTC; a timestamp without an offset is read as UTC rather than as local time."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the timestamp is out of range once converted to UTC") from None
 
 
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+# Knock's counts are 64-bit integers; anything larger is a broken answer, not a count to reason about.
+Count = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class BulkOperationStatus(StrEnum):
@@ -63,10 +70,10 @@ class BulkOperation(BaseModel):
     id: UUID = Field(description="Unique identifier of the bulk operation.")
     name: str = Field(description="What the operation does, e.g. 'users.identify'.")
     status: BulkOperationStatus = Field(description="queued, processing, completed or failed.")
-    estimated_total_rows: int = Field(description="Knock's estimate of the rows to process; may be off.")
-    processed_rows: int = Field(description="Rows processed so far; may exceed the estimate.")
-    success_count: int = Field(description="Rows processed successfully.")
-    error_count: int | None = Field(default=None, description="Rows that failed; absent on some answers.")
+    estimated_total_rows: Count = Field(description="Knock's estimate of the rows to process; may be off.")
+    processed_rows: Count = Field(description="Rows processed so far; may exceed the estimate.")
+    success_count: Count = Field(description="Rows processed successfully.")
+    error_count: Count | None = Field(default=None, description="Rows that failed; absent on some answers.")
     error_items: list[ErrorItem] | None = Field(
         default=None, description="Entities that failed; absent on some answers."
     )
@@ -79,16 +86,20 @@ class BulkOperation(BaseModel):
 
 
 _UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_UNDASHED_UUID_PATTERN = re.compile(r"[0-9a-f]{32}", re.IGNORECASE)
 
 
 def parse_operation_id(raw: str) -> str:
-    """Return the canonical (lower-case) form of a bulk operation id, or raise `InvalidOperationId`.
+    """Return the canonical (lower-case, dashed) form of a bulk operation id, or raise `InvalidOperationId`.
 
-    Only a bare UUID is accepted, so nothing but `/v1/bulk_operations/<uuid>` can ever be requested.
-    When a UUID is buried in what was pasted (a progress path, a URL), the error suggests it.
+    Only a UUID is accepted (surrounding spaces, upper case and the 32-digit form without dashes are
+    normalised), so nothing but `/v1/bulk_operations/<uuid>` can ever be requested. When a UUID is
+    buried in what was pasted (a progress path, a URL), the error suggests it.
     """
     candidate = raw.strip()
     if _UUID_PATTERN.fullmatch(candidate):
         return candidate.lower()
+    if _UNDASHED_UUID_PATTERN.fullmatch(candidate):
+        return str(UUID(hex=candidate))
     buried = _UUID_PATTERN.search(raw)
     raise InvalidOperationId(raw, buried.group(0).lower() if buried else None)
