@@ -91,7 +91,6 @@ class RateLimited(KnockMcpError):
     """Knock kept answering 429, or asked for a wait longer than the call may last."""
 
     def __init__(self, attempts: int, retry_after: float | None, now: datetime | None = None) -> None:
-        self.retry_after = retry_after
         super().__init__(
             f"Knock is rate limiting this API key (429 Too Many Requests, {_attempts(attempts)}). "
             f"{_when_to_retry(retry_after, now)}"
@@ -104,7 +103,6 @@ class KnockUnavailable(KnockMcpError):
     def __init__(
         self, cause: str, attempts: int, retry_after: float | None = None, now: datetime | None = None
     ) -> None:
-        self.retry_after = retry_after
         super().__init__(
             f"Knock could not answer: {cause} ({_attempts(attempts)}). This is on Knock's side or the "
             f"network's, not a problem with the id or key. {_when_to_retry(retry_after, now)}"
@@ -157,6 +155,7 @@ def _attempts(attempts: int) -> str:
 def _when_to_retry(retry_after: float | None, now: datetime | None) -> str:
     if retry_after is None:
         return "Wait a minute, then try again."
-    seconds = max(1, round(retry_after))
-    at = ((now or datetime.now(UTC)) + timedelta(seconds=seconds)).strftime("%H:%M:%S UTC")
-    return f"Knock asked to wait {seconds} s: try again after {at}."
+    if retry_after < 1:
+        return "Knock said it may be retried at once: try again now."
+    at = (now or datetime.now(UTC)) + timedelta(seconds=retry_after)
+    return f"Knock asked to wait {retry_after:,.0f} s: try again after {at:%Y-%m-%d %H:%M:%S} UTC."

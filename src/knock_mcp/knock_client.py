@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
+from typing import NoReturn
 
 import anyio
 import httpx2
@@ -42,10 +43,14 @@ from knock_mcp.settings import Settings
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"knock-mcp/{__version__}"
-# An operation with 100,000 failed items is about 6 MB of JSON; 50 MiB leaves a wide margin while
-# keeping a broken or hostile upstream from filling memory.
+# An operation with 100,000 failed items is about 6 MB of JSON. 16 MiB leaves a wide margin, while a
+# broken or hostile upstream cannot fill memory: validating 16 MiB costs ~200 MB for a moment.
 MIB = 1024 * 1024
-MAX_RESPONSE_BYTES = 50 * MIB
+MAX_RESPONSE_BYTES = 16 * MIB
+# Bodies larger than this are validated in a worker thread so other calls keep being served.
+VALIDATE_IN_THREAD_BYTES = 1 * MIB
+# A Retry-After beyond a day is not a wait anyone will honour: treat it as garbled.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
 # Error bodies are only read for a short explanation.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 CONNECT_TIMEOUT = 5.0
@@ -91,7 +96,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
-    if not math.isfinite(seconds):
+    if not math.isfinite(seconds) or seconds > MAX_RETRY_AFTER_SECONDS:
         return None
     return max(0.0, seconds)
 
@@ -193,33 +198,39 @@ class KnockClient:
         if remaining <= 0:
             raise _TransientFailure(timed_out)
         timeout = httpx2.Timeout(limit, connect=min(CONNECT_TIMEOUT, limit))
+        path = f"/v1/bulk_operations/{operation_id}"
         try:
             # httpx2's timeouts bound each read, not the whole body: this bounds the attempt.
             with anyio.fail_after(limit):
-                async with self._http.stream(
-                    "GET", f"/v1/bulk_operations/{operation_id}", timeout=timeout
-                ) as response:
-                    if response.status_code == HTTPStatus.OK:
-                        body = await _read_capped(response, MAX_RESPONSE_BYTES)
-                        if body is None:
-                            raise InvalidResponse(
-                                f"the answer is larger than {MAX_RESPONSE_BYTES // MIB} MiB, "
-                                "the most knock-mcp will read"
-                            )
-                        return self._parse_operation(
-                            operation_id, body, response.headers.get("content-type", "")
-                        )
-                    error_body = await _read_capped(response, MAX_ERROR_BODY_BYTES, truncate=True) or b""
-                    self._raise_for_status(operation_id, response, error_body)
+                async with self._http.stream("GET", path, timeout=timeout) as response:
+                    if response.status_code != HTTPStatus.OK:
+                        error_body = await _read_capped(response, MAX_ERROR_BODY_BYTES, truncate=True) or b""
+                        self._raise_for_status(operation_id, response, error_body)
+                    body = await _read_capped(response, MAX_RESPONSE_BYTES)
+                    content_type = response.headers.get("content-type", "")
+                if body is None:
+                    raise InvalidResponse(
+                        f"the answer is larger than {MAX_RESPONSE_BYTES // MIB} MiB, "
+                        "the most knock-mcp will read"
+                    )
+                if len(body) < VALIDATE_IN_THREAD_BYTES:
+                    return self._parse_operation(operation_id, body, content_type)
+                return await anyio.to_thread.run_sync(
+                    self._parse_operation, operation_id, body, content_type, abandon_on_cancel=True
+                )
         except (TimeoutError, httpx2.TimeoutException):
             raise _TransientFailure(timed_out) from None
-        except httpx2.TransportError as error:
-            raise _TransientFailure(
-                f"could not reach {self._settings.base_url} ({_describe_transport_error(error)})"
+        except httpx2.DecodingError:
+            raise InvalidResponse(
+                "its body could not be decoded as its Content-Encoding header says"
             ) from None
-        raise AssertionError("unreachable: _raise_for_status always raises")
+        except httpx2.TransportError as error:
+            cause = f"could not reach {self._settings.base_url} ({_describe_transport_error(error)})"
+            if isinstance(error, httpx2.ConnectError):
+                cause += "; if this persists, check KNOCK_BASE_URL"
+            raise _TransientFailure(cause) from None
 
-    def _raise_for_status(self, operation_id: str, response: httpx2.Response, body: bytes) -> None:
+    def _raise_for_status(self, operation_id: str, response: httpx2.Response, body: bytes) -> NoReturn:
         status = response.status_code
         detail = _explain_error_body(body, self._secret)
         if status == HTTPStatus.UNAUTHORIZED:
@@ -253,6 +264,9 @@ class KnockClient:
 
 async def _read_capped(response: httpx2.Response, limit: int, *, truncate: bool = False) -> bytes | None:
     """Read at most `limit` bytes, never holding more; None (or the first bytes) when the body is larger."""
+    declared = response.headers.get("content-length", "")
+    if not truncate and declared.isdigit() and int(declared) > limit:
+        return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
