@@ -7,9 +7,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
@@ -118,8 +120,8 @@ async def test_get_caps_error_items_everywhere_and_says_how_many_were_left_out(
     assert [item.id for item in view.operation.error_items] == [f"project_{n:05d}" for n in range(50)]
     assert (view.error_items_total, view.error_items_shown, view.error_items_omitted) == (12_000, 50, 11_950)
     assert view.note == (
-        "Showing the first 50 of 12,000 failed items. Call get_bulk_operation again with "
-        "max_error_items=1000 to see up to 1,000."
+        "Showing failed items 1-50 of 12,000. Call get_bulk_operation again with error_items_offset=50 "
+        "for the next ones (max_error_items takes up to 1,000)."
     )
     assert json.loads(text(result)) == result.structured_content
     raw_size = len(json.dumps(many_failures))
@@ -203,7 +205,7 @@ async def test_resource_upstream_failures_carry_the_explanation(
         (Reply(404, b"{}"), f"Knock has no bulk operation {COMPLETED_ID}"),
         (Reply(200, b"<html>oops</html>"), "not JSON"),
         (Reply(200, json.dumps(COMPLETED | {"success_count": "n/a"}).encode()), "success_count"),
-        (Reply(429, b"{}", {"Retry-After": "3600"}), "Knock asked to wait 3600 s"),
+        (Reply(429, b"{}", {"Retry-After": "3600"}), "Knock asked to wait 3,600 s"),
     ],
 )
 async def test_every_failure_is_a_clear_tool_error_without_the_key(
@@ -252,3 +254,44 @@ async def test_instructions_guide_the_model(settings: Settings) -> None:
     async with Client(create_server(settings), mode="legacy") as client:
         assert client.instructions is not None
         assert "ask the user for the operation id" in client.instructions
+
+
+async def test_paging_reaches_items_past_the_first_thousand(
+    client: Client, many_failures: dict[str, Any]
+) -> None:
+    arguments = {"id": MANY_ID, "max_error_items": 1000, "error_items_offset": 11_500}
+    view = BoundedOperation.model_validate(
+        (await client.call_tool("get_bulk_operation", arguments)).structured_content
+    )
+    assert view.operation.error_items is not None
+    assert view.operation.error_items[0].id == "project_11500"
+    assert view.error_items_shown == 500
+
+
+@pytest.mark.parametrize("arguments", [{"max_error_items": True}, {"error_items_offset": -1}, {"id": 42}])
+async def test_wrongly_typed_arguments_are_refused(
+    client: Client, fake_knock: FakeKnock, arguments: dict[str, Any]
+) -> None:
+    result = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID} | arguments)
+    assert result.is_error
+    assert fake_knock.requests == []
+
+
+async def test_an_unexpected_failure_is_still_a_clear_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(request: httpx2.Request) -> httpx2.Response:
+        raise RuntimeError("a bug somewhere below")
+
+    async with Client(create_server(settings, transport=httpx2.MockTransport(broken))) as client:
+        result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+        assert result.is_error
+        assert "knock-mcp failed unexpectedly; this is a bug in knock-mcp" in text(result)
+        with pytest.raises(MCPError, match="failed unexpectedly"):
+            await client.read_resource(f"knock://bulk_operations/{COMPLETED_ID}")
+    assert "a bug somewhere below" in caplog.text
+
+
+def test_the_server_state_never_shows_the_key(settings: Settings) -> None:
+    state = ServerState(knock=ConfigurationError([]), secret=SECRET, now=lambda: datetime.now(UTC))
+    assert SECRET not in repr(state)

@@ -1,14 +1,15 @@
 """What the model sees: the MCP server, its tools and resource, and the one place errors become MCP errors.
 
-This is the only module that imports `mcp`. Tools fetch through the shared `KnockClient`, then
-hand the operation to the pure functions in `views` and `summary`.
+Tools fetch through the shared `KnockClient`, then hand the operation to the pure functions in
+`views` and `summary`. Besides this module, only `cli` touches `mcp`: its client, for `call`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -32,6 +33,13 @@ from knock_mcp.views import (
     compact_json,
 )
 
+logger = logging.getLogger(__name__)
+
+UNEXPECTED_FAILURE = (
+    "knock-mcp failed unexpectedly; this is a bug in knock-mcp, not a problem with your id or key. "
+    "Try again; if it repeats, report it to the knock-mcp maintainers with the server's log (stderr)."
+)
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 INSTRUCTIONS = """\
@@ -46,10 +54,12 @@ of failed items. The resource knock://bulk_operations/{id} holds the same JSON a
 GET_DESCRIPTION = (
     "Get the full, validated record of one Knock bulk operation: status, row counts, timestamps, "
     f"progress_path and the failed items (the first {DEFAULT_MAX_ERROR_ITEMS} unless max_error_items says "
-    "otherwise). Use it when you need exact fields or the failed ids themselves, e.g. to resubmit them; "
+    "otherwise; error_items_offset pages through long lists). Use it when you need exact fields or the "
+    "failed ids themselves, e.g. to resubmit them; "
     'to answer a person ("how far along is my import?", "why did it fail?") use summarize_bulk_operation '
     "instead. Returns `operation` with Knock's fields unchanged, plus error_items_total, "
-    "error_items_shown, error_items_omitted and a `note` when items were left out."
+    "error_items_offset, error_items_shown, error_items_omitted and a `note` saying how to get the "
+    "items left out."
 )
 SUMMARIZE_DESCRIPTION = (
     "Explain one Knock bulk operation in a few plain sentences: what the job is, its status, percent "
@@ -80,9 +90,21 @@ MaxErrorItems = Annotated[
     Field(
         ge=0,
         le=MAX_ERROR_ITEMS_LIMIT,
+        strict=True,
         description=(
             f"How many failed items to include, from 0 to {MAX_ERROR_ITEMS_LIMIT:,} (default "
             f"{DEFAULT_MAX_ERROR_ITEMS}). Raise it when you need the failed ids, e.g. to resubmit them."
+        ),
+    ),
+]
+ErrorItemsOffset = Annotated[
+    int,
+    Field(
+        ge=0,
+        strict=True,
+        description=(
+            "Position in Knock's list of failed items to start from (default 0, the first). To page "
+            "through a long list, pass the offset that the previous result's `note` gives."
         ),
     ),
 ]
@@ -93,7 +115,7 @@ class ServerState:
     """What every request shares: the Knock client (or why there is none) and the clock."""
 
     knock: KnockClient | ConfigurationError
-    secret: str | None
+    secret: str | None = field(repr=False)
     now: Callable[[], datetime]
 
     async def fetch(self, operation_id: str) -> BulkOperation:
@@ -136,36 +158,51 @@ def create_server(
         log_level=log_level,
     )
 
-    async def fetch_for_tool(
-        ctx: Context[ServerState], operation_id: str
-    ) -> tuple[ServerState, BulkOperation]:
+    async def answer(
+        ctx: Context[ServerState],
+        operation_id: str,
+        respond: Callable[[BulkOperation, ServerState], CallToolResult],
+    ) -> CallToolResult:
+        """Fetch the operation and build the result; every failure becomes a clear tool error."""
         state = ctx.request_context.lifespan_context
         try:
-            return state, await state.fetch(operation_id)
+            return respond(await state.fetch(operation_id), state)
         except KnockMcpError as error:
             raise ToolError(state.public_text(error)) from None
+        except Exception:
+            logger.exception("knock-mcp failed unexpectedly")
+            raise ToolError(UNEXPECTED_FAILURE) from None
 
     @server.tool(title="Get bulk operation", description=GET_DESCRIPTION, annotations=READ_ONLY)
     async def get_bulk_operation(
-        id: OperationId, ctx: Context[ServerState], max_error_items: MaxErrorItems = DEFAULT_MAX_ERROR_ITEMS
+        id: OperationId,
+        ctx: Context[ServerState],
+        max_error_items: MaxErrorItems = DEFAULT_MAX_ERROR_ITEMS,
+        error_items_offset: ErrorItemsOffset = 0,
     ) -> Annotated[CallToolResult, BoundedOperation]:
-        _, operation = await fetch_for_tool(ctx, id)
-        view = bound_operation(operation, max_error_items)
-        return CallToolResult(
-            content=[TextContent(type="text", text=compact_json(view))],
-            structured_content=view.model_dump(mode="json", by_alias=True),
-        )
+
+        def respond(operation: BulkOperation, _: ServerState) -> CallToolResult:
+            view = bound_operation(operation, max_error_items, error_items_offset)
+            return CallToolResult(
+                content=[TextContent(type="text", text=compact_json(view))],
+                structured_content=view.model_dump(mode="json", by_alias=True),
+            )
+
+        return await answer(ctx, id, respond)
 
     @server.tool(title="Summarize bulk operation", description=SUMMARIZE_DESCRIPTION, annotations=READ_ONLY)
     async def summarize_bulk_operation(
         id: OperationId, ctx: Context[ServerState]
     ) -> Annotated[CallToolResult, BulkOperationSummary]:
-        state, operation = await fetch_for_tool(ctx, id)
-        summary = summarize(operation, state.now())
-        return CallToolResult(
-            content=[TextContent(type="text", text=render_summary(summary))],
-            structured_content=summary.model_dump(mode="json"),
-        )
+
+        def respond(operation: BulkOperation, state: ServerState) -> CallToolResult:
+            summary = summarize(operation, state.now())
+            return CallToolResult(
+                content=[TextContent(type="text", text=render_summary(summary))],
+                structured_content=summary.model_dump(mode="json"),
+            )
+
+        return await answer(ctx, id, respond)
 
     @server.resource(
         "knock://bulk_operations/{id}",
@@ -180,11 +217,13 @@ def create_server(
     async def bulk_operation_resource(id: str, ctx: Context[ServerState]) -> str:
         state = ctx.request_context.lifespan_context
         try:
-            operation = await state.fetch(id)
+            return compact_json(bound_operation(await state.fetch(id), DEFAULT_MAX_ERROR_ITEMS))
         except (InvalidOperationId, OperationNotFound) as error:
             raise ResourceNotFoundError(state.public_text(error)) from None
         except KnockMcpError as error:
             raise ResourceError(state.public_text(error)) from None
-        return compact_json(bound_operation(operation, DEFAULT_MAX_ERROR_ITEMS))
+        except Exception:
+            logger.exception("knock-mcp failed unexpectedly")
+            raise ResourceError(UNEXPECTED_FAILURE) from None
 
     return server
