@@ -65,7 +65,9 @@ class BulkOperationSummary(FlatSchemaModel):
     processed_rows: int
     estimated_total_rows: int
     success_count: int
-    failure_count: int = Field(description="error_count, or the length of error_items when Knock omits it.")
+    failure_count: int | None = Field(
+        description="error_count, or the length of error_items when Knock omits it; null if neither is given."
+    )
     failed_items_listed: int | None = Field(
         description="How many failed items Knock listed; null if no list."
     )
@@ -88,9 +90,9 @@ def summarize(operation: BulkOperation, now: datetime) -> BulkOperationSummary:
     """Compute the summary's facts. Never divides by zero; tolerates timestamps out of order."""
     status = operation.status
     processed = operation.processed_rows
-    failure_count = (
-        operation.error_count if operation.error_count is not None else len(operation.error_items or [])
-    )
+    failure_count = operation.error_count
+    if failure_count is None and operation.error_items is not None:
+        failure_count = len(operation.error_items)
     finished_at = operation.completed_at or operation.failed_at
     queue_end = operation.started_at or (now if status is BulkOperationStatus.QUEUED else None)
     run_end = finished_at or (now if status is BulkOperationStatus.PROCESSING else None)
@@ -135,14 +137,13 @@ def render_summary(summary: BulkOperationSummary) -> str:
 
 
 def _percent(operation: BulkOperation) -> float | None:
+    # Only a completed operation is 100 % done, whatever the estimate says.
     if operation.status is BulkOperationStatus.COMPLETED:
         return 100.0
     if operation.estimated_total_rows <= 0:
         return 0.0 if operation.processed_rows <= 0 else None
     ratio = max(0, operation.processed_rows) / operation.estimated_total_rows
-    # Only a completed operation is 100 % done, whatever the estimate says.
-    ceiling = 100.0 if operation.status.is_final else 99.9
-    return min(math.floor(ratio * 1000) / 10, ceiling)
+    return min(math.floor(ratio * 1000) / 10, 99.9)
 
 
 def _span(start: datetime | None, end: datetime | None) -> float | None:
@@ -175,20 +176,13 @@ def _group_failed_items(operation: BulkOperation) -> tuple[list[FailedItemGroup]
 
 
 def _next_step(summary: BulkOperationSummary) -> str:
-    failures = summary.failure_count
     match summary.status:
         case BulkOperationStatus.QUEUED:
             return "Knock has not started the job yet; ask again in a few seconds."
         case BulkOperationStatus.PROCESSING:
-            left = f" (about {_duration(summary.seconds_left)} left)" if summary.seconds_left else ""
-            return f"The job is still running{left}; ask again later to follow it."
-        case BulkOperationStatus.COMPLETED if failures <= 0:
-            return "Nothing to do: every processed row succeeded."
+            return "The job is still running; ask again later to follow it."
         case BulkOperationStatus.COMPLETED:
-            return (
-                f"Fix the {failures:,} failed item{_plural(failures)} and resubmit them to the bulk endpoint "
-                "that started this job; get_bulk_operation lists their ids (max_error_items up to 1,000)."
-            )
+            return _after_completion(summary)
         case _:
             return (
                 "The job itself failed and Knock's answer does not say why. Check the request that "
@@ -197,20 +191,40 @@ def _next_step(summary: BulkOperationSummary) -> str:
             )
 
 
+def _after_completion(summary: BulkOperationSummary) -> str:
+    failures = summary.failure_count
+    if failures is None:
+        unsucceeded = summary.processed_rows - summary.success_count
+        if unsucceeded > 0:
+            return (
+                f"Knock did not say which rows failed, but {unsucceeded:,} processed "
+                f"row{_plural(unsucceeded)} did not succeed: check the data the job was started with."
+            )
+        failures = 0
+    if failures <= 0:
+        return "Nothing to do: every processed row succeeded."
+    return (
+        f"Fix the {failures:,} failed item{_plural(failures)} and resubmit them to the bulk endpoint "
+        "that started this job; get_bulk_operation lists their ids, up to 1,000 per call "
+        "(error_items_offset pages through the rest)."
+    )
+
+
 def _headline(summary: BulkOperationSummary) -> str:
     job = _clip(summary.job, _MAX_NAME_CHARS)
     named = job if summary.job == summary.name else f"{job} (`{_clip(summary.name, _MAX_NAME_CHARS)}`)"
     if summary.percent_complete is None:
-        progress = "progress unknown (Knock gave no row estimate)"
+        progress = f"progress unknown (Knock's row estimate is {summary.estimated_total_rows:,})"
     else:
         progress = f"{_format_percent(summary.percent_complete)} done"
     return f"{named} {_STATUS_PHRASES[summary.status]}: {progress}. Operation {summary.id}."
 
 
 def _counts_line(summary: BulkOperationSummary) -> str:
+    failed = "failures not reported" if summary.failure_count is None else f"{summary.failure_count:,} failed"
     text = (
         f"Rows: {summary.processed_rows:,} processed of about {summary.estimated_total_rows:,} estimated; "
-        f"{summary.success_count:,} succeeded, {summary.failure_count:,} failed."
+        f"{summary.success_count:,} succeeded, {failed}."
     )
     listed = summary.failed_items_listed
     if listed is not None and listed != summary.failure_count:
