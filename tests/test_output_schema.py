@@ -1,4 +1,4 @@
-"""The flat output schemas say what pydantic's say: same documents accepted, same mistakes caught."""
+"""Self-contained output schemas say what pydantic's say: the same documents pass, the same mistakes fail."""
 
 from __future__ import annotations
 
@@ -28,12 +28,10 @@ def documents(name: str) -> list[tuple[type[BaseModel], dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("model", [BoundedOperation, BulkOperationSummary])
-def test_schemas_are_flat(model: type[BaseModel]) -> None:
+def test_schemas_are_self_contained(model: type[BaseModel]) -> None:
     text = json.dumps(TypeAdapter(model).json_schema())
     assert "$ref" not in text
     assert "$defs" not in text
-    assert '{"type": "null"}' not in text
-    assert '"type": ["integer", "null"]' in text
 
 
 @pytest.mark.parametrize("name", FIXTURES)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from knock_mcp.models import BulkOperation, BulkOperationStatus
-from knock_mcp.output_schema import FlatSchemaModel
+from knock_mcp.output_schema import SelfContainedSchemaModel
 
 MAX_SUMMARY_CHARS = 1500
 PREVIEW_COLLECTIONS = 3
@@ -51,7 +51,7 @@ class FailedItemGroup(BaseModel):
     sample_ids: list[str] = Field(description="The first few ids, as a preview.")
 
 
-class BulkOperationSummary(FlatSchemaModel):
+class BulkOperationSummary(SelfContainedSchemaModel):
     """The facts a person asks for about a bulk operation, computed at `as_of`."""
 
     id: str

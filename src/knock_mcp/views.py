@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from knock_mcp.models import BulkOperation, ErrorItem
-from knock_mcp.output_schema import FlatSchemaModel
+from knock_mcp.output_schema import SelfContainedSchemaModel
 
 DEFAULT_MAX_ERROR_ITEMS = 50
 # Bulk endpoints take at most 1,000 entities per call: one page of failures is one resubmission.
@@ -20,7 +20,7 @@ MAX_ERROR_ITEMS_LIMIT = 1000
 ERROR_ITEMS_CHAR_BUDGET = 50_000
 
 
-class BoundedOperation(FlatSchemaModel):
+class BoundedOperation(SelfContainedSchemaModel):
     """A validated bulk operation whose `error_items` hold one page of Knock's list."""
 
     operation: BulkOperation = Field(description="The operation as Knock returned it, error_items paged.")
