@@ -85,7 +85,10 @@ def test_failed_summary_says_when_and_what_next() -> None:
     summary = summarize(operation("failed"), NOW)
     assert summary.finished_at == datetime(2026, 11, 28, 10, 0, 35, tzinfo=UTC)
     text = render_summary(summary)
-    assert "Bulk set user preferences (`users.set_preferences`) has failed: 25 % done." in text
+    assert (
+        "Bulk set user preferences (`users.set_preferences`) has failed: it got 25 % of the way through."
+        in text
+    )
     assert "failed 2026-11-28 10:00:35 UTC (25 s ago); ran for 25 s at 10 rows/s." in text
     assert "Next: The job itself failed and Knock's answer does not say why." in text
 

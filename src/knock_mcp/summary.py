@@ -215,6 +215,8 @@ def _headline(summary: BulkOperationSummary) -> str:
     named = job if summary.job == summary.name else f"{job} (`{_clip(summary.name, _MAX_NAME_CHARS)}`)"
     if summary.percent_complete is None:
         progress = f"progress unknown (Knock's row estimate is {summary.estimated_total_rows:,})"
+    elif summary.status is BulkOperationStatus.FAILED:
+        progress = f"it got {_format_percent(summary.percent_complete)} of the way through"
     else:
         progress = f"{_format_percent(summary.percent_complete)} done"
     return f"{named} {_STATUS_PHRASES[summary.status]}: {progress}. Operation {summary.id}."
