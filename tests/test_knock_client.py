@@ -459,3 +459,20 @@ async def test_a_connection_failure_points_at_the_base_url(settings: Settings) -
     assert "check KNOCK_BASE_URL" in str(
         await fetch_error(replace(settings, base_url=address, max_retries=0))
     )
+
+
+async def test_json_nested_too_deep_is_not_called_invalid(settings: Settings, fake_knock: FakeKnock) -> None:
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    fake_knock.fail_next(Reply(200, json.dumps(PROCESSING | {"future_field": deep}).encode()))
+    error = await fetch_error(settings)
+    assert isinstance(error, InvalidResponse)
+    assert "nests deeper than knock-mcp can read" in str(error)
+
+
+async def test_overlong_names_are_schema_mismatches(settings: Settings, fake_knock: FakeKnock) -> None:
+    fake_knock.fail_next(Reply(200, json.dumps(PROCESSING | {"name": "x" * 5000}).encode()))
+    error = await fetch_error(settings)
+    assert isinstance(error, SchemaMismatch)
+    assert "name: String should have at most 2000 characters" in str(error)

@@ -268,7 +268,9 @@ async def test_paging_reaches_items_past_the_first_thousand(
     assert view.error_items_shown == 500
 
 
-@pytest.mark.parametrize("arguments", [{"max_error_items": True}, {"error_items_offset": -1}, {"id": 42}])
+@pytest.mark.parametrize(
+    "arguments", [{"max_error_items": True}, {"max_error_items": 2.5}, {"error_items_offset": -1}, {"id": 42}]
+)
 async def test_wrongly_typed_arguments_are_refused(
     client: Client, fake_knock: FakeKnock, arguments: dict[str, Any]
 ) -> None:
@@ -295,3 +297,23 @@ async def test_an_unexpected_failure_is_still_a_clear_error(
 def test_the_server_state_never_shows_the_key(settings: Settings) -> None:
     state = ServerState(knock=ConfigurationError([]), secret=SECRET, now=lambda: datetime.now(UTC))
     assert SECRET not in repr(state)
+
+
+async def test_numbers_sent_as_strings_are_accepted(client: Client, many_failures: dict[str, Any]) -> None:
+    arguments = {"id": MANY_ID, "max_error_items": "3", "error_items_offset": 10.0}
+    view = BoundedOperation.model_validate(
+        (await client.call_tool("get_bulk_operation", arguments)).structured_content
+    )
+    assert (view.error_items_offset, view.error_items_shown) == (10, 3)
+
+
+async def test_the_last_redaction_catches_a_key_in_any_error(settings: Settings) -> None:
+    def echoing(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError(f"proxy refused {request.headers['Authorization']}")
+
+    async with Client(create_server(settings, transport=httpx2.MockTransport(echoing))) as client:
+        result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+    assert result.is_error
+    assert "could not reach" in text(result)
+    assert "Bearer [redacted]" in text(result)
+    assert SECRET not in text(result)

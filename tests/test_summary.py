@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conftest import load_fixture
-from knock_mcp.models import BulkOperation, BulkOperationStatus
+from knock_mcp.models import MAX_TEXT_CHARS, BulkOperation, BulkOperationStatus
 from knock_mcp.summary import MAX_SUMMARY_CHARS, render_summary, summarize
 
 NOW = datetime(2026, 11, 28, 10, 1, 0, tzinfo=UTC)
@@ -146,7 +146,7 @@ def test_many_collections_are_previewed_with_a_count_of_the_rest() -> None:
 
 def test_the_worst_case_stays_under_the_bound_and_keeps_every_count() -> None:
     huge = 10**18 + 7
-    long_text = "名" * 5000 + "\n\x00"
+    long_text = "名" * (MAX_TEXT_CHARS - 4) + "\n\x00"
     collections = [long_text + str(n) for n in range(50)]
     # Long ids where the preview shows them; short ones after, to keep the test's memory small.
     items = [
@@ -173,3 +173,22 @@ def test_the_worst_case_stays_under_the_bound_and_keeps_every_count() -> None:
 @pytest.mark.parametrize("status", list(BulkOperationStatus))
 def test_every_status_has_a_next_step(status: BulkOperationStatus) -> None:
     assert summarize(operation(status=status.value), NOW).next_step
+
+
+def test_a_completion_without_a_failure_count_does_not_claim_success() -> None:
+    op = operation("completed", error_count=None, error_items=None, processed_rows=1000, success_count=900)
+    summary = summarize(op, NOW)
+    assert summary.failure_count is None
+    text = render_summary(summary)
+    assert "900 succeeded, failures not reported." in text
+    assert "Next: Knock did not say which rows failed, but 100 processed rows did not succeed" in text
+
+
+def test_a_completion_without_a_failure_count_but_all_succeeded_needs_nothing() -> None:
+    op = operation("completed", error_count=None, error_items=None, processed_rows=1000, success_count=1000)
+    assert "Next: Nothing to do" in text_of(op)
+
+
+def test_rows_without_an_estimate_give_unknown_progress() -> None:
+    text = text_of(operation("processing", estimated_total_rows=0))
+    assert "is processing: progress unknown (Knock's row estimate is 0)." in text

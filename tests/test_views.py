@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from conftest import load_fixture
-from knock_mcp.models import BulkOperation
-from knock_mcp.views import ERROR_ITEMS_CHAR_BUDGET, MAX_ERROR_ITEMS_LIMIT, bound_operation, compact_json
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
+from knock_mcp.views import (
+    ERROR_ITEMS_CHAR_BUDGET,
+    MAX_EXTRA_FIELD_CHARS,
+    bound_operation,
+    compact_json,
+)
 
 
 def with_items(count: int, **extra: object) -> BulkOperation:
@@ -28,7 +31,7 @@ def test_paging_with_the_offset_returns_every_item_exactly_once() -> None:
     seen: list[str] = []
     offset = 0
     while True:
-        view = bound_operation(operation, MAX_ERROR_ITEMS_LIMIT, offset)
+        view = bound_operation(operation, MAX_ITEMS_PER_PAGE, offset)
         seen.extend(item.id for item in view.operation.error_items or [])
         offset += view.error_items_shown
         if offset >= 12_000:
@@ -70,16 +73,43 @@ def test_no_list_from_knock_is_not_an_empty_list() -> None:
     assert view.operation.error_items is None
 
 
-@pytest.mark.parametrize("padding", [2_000, 200_000])
-def test_large_items_are_cut_to_the_size_budget(padding: int) -> None:
-    operation = with_items(1_000, detail="x" * padding)
-    view = bound_operation(operation, MAX_ERROR_ITEMS_LIMIT, 0)
+def test_large_items_are_cut_to_the_size_budget() -> None:
+    operation = with_items(1_000, detail="x" * 2_000)
+    view = bound_operation(operation, MAX_ITEMS_PER_PAGE, 0)
     assert 1 <= view.error_items_shown < 1_000
     assert view.error_items_omitted == 1_000 - view.error_items_shown
     assert view.note is not None
     assert "cut short" in view.note
-    items_size = len(json.dumps([item.model_dump() for item in view.operation.error_items or []]))
-    assert items_size <= max(ERROR_ITEMS_CHAR_BUDGET, padding + 100) + 1_000
+    assert "max_error_items takes up to" not in view.note
+    assert len(compact_json(view)) < 2 * ERROR_ITEMS_CHAR_BUDGET
+
+
+def test_an_item_with_huge_extras_shows_only_its_id_and_collection() -> None:
+    view = bound_operation(with_items(3, detail="x" * 2_000_000), 50, 0)
+    assert [item.model_dump() for item in view.operation.error_items or []] == [
+        {"id": f"item_{n:05d}", "collection": "projects"} for n in range(3)
+    ]
+    assert view.note == "3 items carried extra fields over 5,000 characters and show only id and collection."
+    assert len(compact_json(view)) < 2_000
+
+
+def test_huge_unknown_fields_on_the_operation_are_left_out_and_named() -> None:
+    payload = load_fixture("completed") | {"audit_log": ["x" * 1000] * 1000, "region": "eu"}
+    view = bound_operation(BulkOperation.model_validate(payload), 50, 0)
+    dumped = json.loads(compact_json(view))["operation"]
+    assert "audit_log" not in dumped
+    assert dumped["region"] == "eu"
+    assert view.note == f"Left out field 'audit_log': each over {MAX_EXTRA_FIELD_CHARS:,} characters."
+
+
+def test_zero_items_asked_for_says_how_to_see_some() -> None:
+    view = bound_operation(with_items(12), 0, 0)
+    assert view.error_items_shown == 0
+    assert (
+        view.note
+        == "No failed items included (max_error_items=0); pass max_error_items from 1 to 1,000 to see "
+        "some of the 12."
+    )
 
 
 def test_the_operation_itself_is_unchanged() -> None:

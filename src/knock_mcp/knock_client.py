@@ -250,7 +250,12 @@ class KnockClient:
         try:
             operation = BulkOperation.model_validate_json(body)
         except ValidationError as error:
-            if any(problem["type"] == "json_invalid" for problem in error.errors()):
+            problems = error.errors()
+            if any("recursion limit" in problem["msg"] for problem in problems):
+                raise InvalidResponse(
+                    "its JSON nests deeper than knock-mcp can read (the parser's recursion limit)"
+                ) from None
+            if any(problem["type"] == "json_invalid" for problem in problems):
                 shown = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
                 raise InvalidResponse(
                     f"Knock answered 200 OK with a body that is not JSON ({shown}: "

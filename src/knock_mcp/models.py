@@ -30,6 +30,12 @@ def _as_utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 # Knock's counts are 64-bit integers; anything larger is a broken answer, not a count to reason about.
 Count = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# Knock's names, ids and paths are short; a longer one is a broken answer, and bounding them keeps
+# every result that shows them bounded too.
+MAX_TEXT_CHARS = 2000
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+# Bulk endpoints take at most 1,000 entities per call: one page of failed items is one resubmission.
+MAX_ITEMS_PER_PAGE = 1000
 
 
 class BulkOperationStatus(StrEnum):
@@ -50,8 +56,8 @@ class ErrorItem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(description="Id of the entity (user, object, tenant, ...) that failed.")
-    collection: str | None = Field(
+    id: Text = Field(description="Id of the entity (user, object, tenant, ...) that failed.")
+    collection: Text | None = Field(
         default=None,
         description="Object collection of the entity; null for users and tenants.",
     )
@@ -66,9 +72,9 @@ class BulkOperation(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    typename: str = Field(alias="__typename", description="Always 'BulkOperation'.")
+    typename: Text = Field(alias="__typename", description="Always 'BulkOperation'.")
     id: UUID = Field(description="Unique identifier of the bulk operation.")
-    name: str = Field(description="What the operation does, e.g. 'users.identify'.")
+    name: Text = Field(description="What the operation does, e.g. 'users.identify'.")
     status: BulkOperationStatus = Field(description="queued, processing, completed or failed.")
     estimated_total_rows: Count = Field(description="Knock's estimate of the rows to process; may be off.")
     processed_rows: Count = Field(description="Rows processed so far; may exceed the estimate.")
@@ -77,7 +83,7 @@ class BulkOperation(BaseModel):
     error_items: list[ErrorItem] | None = Field(
         default=None, description="Entities that failed; absent on some answers."
     )
-    progress_path: str | None = Field(default=None, description="Knock's path for this operation.")
+    progress_path: Text | None = Field(default=None, description="Knock's path for this operation.")
     inserted_at: Timestamp = Field(description="When the operation was created (queued).")
     updated_at: Timestamp = Field(description="When Knock last updated the operation.")
     started_at: Timestamp | None = Field(default=None, description="When processing started.")

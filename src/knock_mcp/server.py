@@ -17,17 +17,16 @@ import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
 from knock_mcp.knock_client import KnockClient, build_http_client
-from knock_mcp.models import BulkOperation
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.settings import Settings
 from knock_mcp.summary import BulkOperationSummary, render_summary, summarize
 from knock_mcp.views import (
     DEFAULT_MAX_ERROR_ITEMS,
-    MAX_ERROR_ITEMS_LIMIT,
     BoundedOperation,
     bound_operation,
     compact_json,
@@ -85,23 +84,32 @@ OperationId = Annotated[
         json_schema_extra={"format": "uuid"},
     ),
 ]
+
+
+def _whole_number(value: object) -> object:
+    """JSON true/false would pass as 1/0; a number sent as a string ("50") is fine."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    return value
+
+
 MaxErrorItems = Annotated[
     int,
+    BeforeValidator(_whole_number),
     Field(
         ge=0,
-        le=MAX_ERROR_ITEMS_LIMIT,
-        strict=True,
+        le=MAX_ITEMS_PER_PAGE,
         description=(
-            f"How many failed items to include, from 0 to {MAX_ERROR_ITEMS_LIMIT:,} (default "
+            f"How many failed items to include, from 0 to {MAX_ITEMS_PER_PAGE:,} (default "
             f"{DEFAULT_MAX_ERROR_ITEMS}). Raise it when you need the failed ids, e.g. to resubmit them."
         ),
     ),
 ]
 ErrorItemsOffset = Annotated[
     int,
+    BeforeValidator(_whole_number),
     Field(
         ge=0,
-        strict=True,
         description=(
             "Position in Knock's list of failed items to start from (default 0, the first). To page "
             "through a long list, pass the offset that the previous result's `note` gives."

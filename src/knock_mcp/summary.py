@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from knock_mcp.models import BulkOperation, BulkOperationStatus
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, BulkOperationStatus
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
 MAX_SUMMARY_CHARS = 1500
@@ -60,7 +60,10 @@ class BulkOperationSummary(SelfContainedSchemaModel):
     status: BulkOperationStatus
     is_final: bool = Field(description="True once completed or failed: the operation will not change again.")
     percent_complete: float | None = Field(
-        description="0-100, rounded down to 0.1; 100 only once completed; null when there is no estimate."
+        description=(
+            "0-100, rounded down to 0.1; 100 only once completed; null when rows were processed but "
+            "Knock's estimate is 0 or less."
+        )
     )
     processed_rows: int
     estimated_total_rows: int
@@ -205,8 +208,8 @@ def _after_completion(summary: BulkOperationSummary) -> str:
         return "Nothing to do: every processed row succeeded."
     return (
         f"Fix the {failures:,} failed item{_plural(failures)} and resubmit them to the bulk endpoint "
-        "that started this job; get_bulk_operation lists their ids, up to 1,000 per call "
-        "(error_items_offset pages through the rest)."
+        f"that started this job; get_bulk_operation lists their ids, up to {MAX_ITEMS_PER_PAGE:,} per "
+        "call (error_items_offset pages through the rest)."
     )
 
 
@@ -276,9 +279,7 @@ def _when(moment: datetime, now: datetime) -> str:
     return f"{stamp} ({_duration(delta)} ago)"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "an unknown time"
+def _duration(seconds: float) -> str:
     total = int(seconds)
     if total < 60:
         return f"{total} s"
@@ -290,16 +291,14 @@ def _duration(seconds: float | None) -> str:
             parts.append(f"{amount:,} {unit}")
         if len(parts) == 2:
             break
-    return " ".join(parts) if parts else "0 s"
+    return " ".join(parts)
 
 
 def _format_percent(percent: float) -> str:
     return f"{percent:.0f} %" if percent == int(percent) else f"{percent:.1f} %"
 
 
-def _format_rate(rate: float | None) -> str:
-    if rate is None:
-        return "an unknown rate"
+def _format_rate(rate: float) -> str:
     return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"
 
 

@@ -1,23 +1,26 @@
 """What `get_bulk_operation` and the resource return: the operation with its error list bounded.
 
-An operation can list tens of thousands of failed items; a chat client must not receive megabytes.
-The list is cut to a page the caller chooses (an offset and a count, up to a limit) and to a size
-budget, and the result says exactly which items it holds and how to get the next ones.
+An operation can list tens of thousands of failed items, and items and the operation may carry
+fields Knock adds later, of any size; a chat client must not receive megabytes. So a result holds
+one page of items (an offset and a count, up to a limit), within a size budget, and leaves out
+oversized fields it does not know; the result says exactly what it left out and how to get the rest.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
-from knock_mcp.models import BulkOperation, ErrorItem
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, ErrorItem
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
 DEFAULT_MAX_ERROR_ITEMS = 50
-# Bulk endpoints take at most 1,000 entities per call: one page of failures is one resubmission.
-MAX_ERROR_ITEMS_LIMIT = 1000
-# Items can carry extra keys of any size; past this many characters of items a page stops early,
-# so one result stays around 100 KB (the items appear twice: structured content and text).
+# Past this many characters of items a page stops early: with the items shown twice (structured
+# content and text) and the operation's own fields, one result stays near 100 KB.
 ERROR_ITEMS_CHAR_BUDGET = 50_000
+# A field Knock adds later, on the operation or on an item, is shown only up to this size.
+MAX_EXTRA_FIELD_CHARS = 5000
+
+_ANY = TypeAdapter[object](object)
 
 
 class BoundedOperation(SelfContainedSchemaModel):
@@ -30,11 +33,12 @@ class BoundedOperation(SelfContainedSchemaModel):
     error_items_offset: int = Field(description="Position in Knock's list of the first item shown (from 0).")
     error_items_shown: int = Field(description="How many error_items are included here.")
     error_items_omitted: int = Field(description="How many of Knock's error_items are not included here.")
-    note: str | None = Field(default=None, description="How to see the items not shown, when there are any.")
+    note: str | None = Field(default=None, description="What was left out and how to get it, if anything.")
 
 
 def bound_operation(operation: BulkOperation, max_error_items: int, offset: int = 0) -> BoundedOperation:
     """Keep `max_error_items` items from `offset` on (fewer if the size budget runs out)."""
+    operation, dropped = _without_oversized_extras(operation)
     items = operation.error_items
     if items is None:
         return BoundedOperation(
@@ -43,45 +47,82 @@ def bound_operation(operation: BulkOperation, max_error_items: int, offset: int 
             error_items_offset=offset,
             error_items_shown=0,
             error_items_omitted=0,
+            note=_dropped_note(dropped),
         )
-    page = _within_budget(items[offset : offset + max_error_items])
+    page, slimmed = _page(items[offset : offset + max_error_items])
     budget_cut = len(page) < min(max_error_items, max(0, len(items) - offset))
+    notes = [_page_note(len(items), offset, len(page), max_error_items, budget_cut), _dropped_note(dropped)]
+    if slimmed:
+        notes.append(
+            f"{slimmed:,} item{'' if slimmed == 1 else 's'} carried extra fields over "
+            f"{MAX_EXTRA_FIELD_CHARS:,} characters and show only id and collection."
+        )
     return BoundedOperation(
         operation=operation.model_copy(update={"error_items": page}),
         error_items_total=len(items),
         error_items_offset=offset,
         error_items_shown=len(page),
         error_items_omitted=len(items) - len(page),
-        note=_page_note(len(items), offset, len(page), budget_cut),
+        note=" ".join(note for note in notes if note) or None,
     )
 
 
-def _within_budget(page: list[ErrorItem]) -> list[ErrorItem]:
+def _page(candidates: list[ErrorItem]) -> tuple[list[ErrorItem], int]:
+    """The items that fit the budget, and how many of them were slimmed to id and collection."""
     kept: list[ErrorItem] = []
-    used = 0
-    for item in page:
+    used = slimmed = 0
+    for candidate in candidates:
+        item = candidate
+        if len(candidate.model_dump_json()) > MAX_EXTRA_FIELD_CHARS:
+            item = ErrorItem(id=candidate.id, collection=candidate.collection)
         used += len(item.model_dump_json())
-        if used > ERROR_ITEMS_CHAR_BUDGET and kept:
+        if used > ERROR_ITEMS_CHAR_BUDGET:
             break
         kept.append(item)
-    return kept
+        slimmed += item is not candidate
+    return kept, slimmed
 
 
-def _page_note(total: int, offset: int, shown: int, budget_cut: bool) -> str | None:
+def _without_oversized_extras(operation: BulkOperation) -> tuple[BulkOperation, list[str]]:
+    extras = operation.model_extra or {}
+    dropped = [name for name, value in extras.items() if len(_ANY.dump_json(value)) > MAX_EXTRA_FIELD_CHARS]
+    if not dropped:
+        return operation, []
+    slim = operation.model_copy()
+    slim.__pydantic_extra__ = {name: value for name, value in extras.items() if name not in dropped}
+    return slim, dropped
+
+
+def _page_note(total: int, offset: int, shown: int, limit: int, budget_cut: bool) -> str | None:
     if shown == total:
         return None
     if offset >= total:
         return f"error_items_offset={offset:,} is past the last of the {total:,} failed items; start from 0."
+    if shown == 0:
+        return (
+            f"No failed items included (max_error_items={limit}); pass max_error_items from 1 to "
+            f"{MAX_ITEMS_PER_PAGE:,} to see some of the {total:,}."
+        )
     first, last = offset + 1, offset + shown
     note = f"Showing failed items {first:,}-{last:,} of {total:,}"
     if budget_cut:
         note += f" (cut short to keep this result near {2 * ERROR_ITEMS_CHAR_BUDGET // 1000} KB)"
     if last < total:
+        raise_limit = "" if budget_cut else f" (max_error_items takes up to {MAX_ITEMS_PER_PAGE:,})"
         return (
-            f"{note}. Call get_bulk_operation again with error_items_offset={last} for the next ones "
-            f"(max_error_items takes up to {MAX_ERROR_ITEMS_LIMIT:,})."
+            f"{note}. Call get_bulk_operation again with error_items_offset={last} for the next "
+            f"ones{raise_limit}."
         )
     return f"{note}, the last ones. error_items_offset=0 starts again from the first."
+
+
+def _dropped_note(dropped: list[str]) -> str | None:
+    if not dropped:
+        return None
+    names = ", ".join(repr(name[:40]) for name in dropped[:5])
+    more = f" and {len(dropped) - 5:,} more" if len(dropped) > 5 else ""
+    plural = "s" if len(dropped) > 1 else ""
+    return f"Left out field{plural} {names}{more}: each over {MAX_EXTRA_FIELD_CHARS:,} characters."
 
 
 def compact_json(view: BaseModel) -> str:
