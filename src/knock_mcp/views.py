@@ -72,10 +72,11 @@ def _page(candidates: list[ErrorItem]) -> tuple[list[ErrorItem], int]:
     kept: list[ErrorItem] = []
     used = slimmed = 0
     for candidate in candidates:
-        item = candidate
-        if len(candidate.model_dump_json()) > MAX_EXTRA_FIELD_CHARS:
+        item, size = candidate, len(candidate.model_dump_json())
+        if size > MAX_EXTRA_FIELD_CHARS:
             item = ErrorItem(id=candidate.id, collection=candidate.collection)
-        used += len(item.model_dump_json())
+            size = len(item.model_dump_json())
+        used += size
         if used > ERROR_ITEMS_CHAR_BUDGET:
             break
         kept.append(item)
