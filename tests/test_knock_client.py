@@ -14,6 +14,7 @@ from email.utils import format_datetime
 import anyio
 import httpx2
 import pytest
+from pydantic import SecretStr
 
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
@@ -52,7 +53,7 @@ async def knock_client(
 async def fetch_error(settings: Settings, operation_id: str = PROCESSING_ID) -> KnockMcpError:
     async with knock_client(settings) as client:
         with pytest.raises(KnockMcpError) as raised:
-            await client.get_bulk_operation(operation_id)
+            await client.get_bulk_operation(operation_id, settings.api_key)
     return raised.value
 
 
@@ -63,13 +64,23 @@ def error_body(status: int, message: str) -> bytes:
 async def test_reads_an_operation_with_the_right_request(settings: Settings, fake_knock: FakeKnock) -> None:
     settings = replace(settings, branch="feature-x")
     async with knock_client(settings) as client:
-        operation = await client.get_bulk_operation(PROCESSING_ID.upper())
+        operation = await client.get_bulk_operation(PROCESSING_ID.upper(), settings.api_key)
     assert operation.processed_rows == 400
     (seen,) = fake_knock.requests
     assert seen.path == f"/v1/bulk_operations/{PROCESSING_ID}"
     assert seen.headers["Authorization"] == f"Bearer {SECRET}"
     assert seen.headers["User-Agent"] == f"knock-mcp/{__version__}"
     assert seen.headers["X-Knock-Branch"] == "feature-x"
+
+
+async def test_each_read_sends_the_key_it_was_given(settings: Settings, fake_knock: FakeKnock) -> None:
+    async with knock_client(settings) as client:
+        await client.get_bulk_operation(PROCESSING_ID, SecretStr("sk_tenant_one"))
+        await client.get_bulk_operation(PROCESSING_ID, SecretStr("sk_tenant_two"))
+    assert [seen.headers["Authorization"] for seen in fake_knock.requests] == [
+        "Bearer sk_tenant_one",
+        "Bearer sk_tenant_two",
+    ]
 
 
 async def test_a_base_url_with_a_path_prefix_is_kept(settings: Settings) -> None:
@@ -81,7 +92,7 @@ async def test_a_base_url_with_a_path_prefix_is_kept(settings: Settings) -> None
 
     settings = replace(settings, base_url="https://proxy.example.com/knock")
     async with knock_client(settings, httpx2.MockTransport(handler)) as client:
-        await client.get_bulk_operation(PROCESSING_ID)
+        await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert seen == [f"https://proxy.example.com/knock/v1/bulk_operations/{PROCESSING_ID}"]
 
 
@@ -134,7 +145,7 @@ async def test_not_found_explains_environments(settings: Settings, fake_knock: F
 async def test_transient_statuses_are_retried(settings: Settings, fake_knock: FakeKnock, status: int) -> None:
     fake_knock.fail_next(Reply(status, b"{}"), Reply(status, b"{}"))
     async with knock_client(settings) as client:
-        operation = await client.get_bulk_operation(PROCESSING_ID)
+        operation = await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert str(operation.id) == PROCESSING_ID
     assert len(fake_knock.requests) == 3
 
@@ -158,7 +169,7 @@ async def test_max_retries_zero_means_one_attempt(settings: Settings, fake_knock
 async def test_rate_limit_honours_retry_after(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(Reply(429, b"{}", {"Retry-After": "1"}))
     async with knock_client(settings) as client:
-        await client.get_bulk_operation(PROCESSING_ID)
+        await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     first, second = fake_knock.requests
     assert second.at - first.at >= 0.95
 
@@ -194,7 +205,7 @@ async def test_a_retry_after_beyond_a_day_is_ignored(
 ) -> None:
     fake_knock.fail_next(Reply(503, b"{}", {"Retry-After": retry_after}))
     async with knock_client(settings) as client:
-        await client.get_bulk_operation(PROCESSING_ID)
+        await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert len(fake_knock.requests) == 2
 
 
@@ -206,7 +217,7 @@ async def test_a_zero_retry_after_says_to_retry_now(settings: Settings, fake_kno
 async def test_a_garbled_retry_after_falls_back_to_backoff(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(Reply(429, b"{}", {"Retry-After": "soon-ish"}))
     async with knock_client(settings) as client:
-        await client.get_bulk_operation(PROCESSING_ID)
+        await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert len(fake_knock.requests) == 2
 
 
@@ -222,7 +233,7 @@ async def test_connection_refused_is_retried_then_explained(settings: Settings) 
 async def test_a_reset_connection_is_retried(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(Reply(reset=True))
     async with knock_client(settings) as client:
-        operation = await client.get_bulk_operation(PROCESSING_ID)
+        operation = await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert str(operation.id) == PROCESSING_ID
     assert len(fake_knock.requests) == 2
 
@@ -230,7 +241,7 @@ async def test_a_reset_connection_is_retried(settings: Settings, fake_knock: Fak
 async def test_a_stalled_attempt_times_out_and_is_retried(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(Reply(stall_seconds=1.5))
     async with knock_client(replace(settings, attempt_timeout=0.5)) as client:
-        operation = await client.get_bulk_operation(PROCESSING_ID)
+        operation = await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert str(operation.id) == PROCESSING_ID
     assert len(fake_knock.requests) == 2
 
@@ -264,7 +275,7 @@ async def test_truncated_json_is_not_json(settings: Settings, fake_knock: FakeKn
 async def test_json_with_a_wrong_content_type_is_accepted(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(Reply(200, json.dumps(PROCESSING).encode(), {"Content-Type": "text/plain"}))
     async with knock_client(settings) as client:
-        assert (await client.get_bulk_operation(PROCESSING_ID)).processed_rows == 400
+        assert (await client.get_bulk_operation(PROCESSING_ID, settings.api_key)).processed_rows == 400
 
 
 async def test_a_schema_mismatch_names_the_fields(settings: Settings, fake_knock: FakeKnock) -> None:
@@ -308,7 +319,7 @@ async def test_an_oversized_body_is_refused_without_reading_it_all(settings: Set
 
     async with knock_client(settings, httpx2.MockTransport(handler)) as client:
         with pytest.raises(InvalidResponse, match="larger than 16 MiB"):
-            await client.get_bulk_operation(PROCESSING_ID)
+            await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert sent_chunks == 17
 
 
@@ -379,7 +390,7 @@ async def test_the_key_goes_only_to_the_base_url(settings: Settings, fake_knock:
         payload = PROCESSING | {"progress_path": f"{elsewhere.base_url}/v1/bulk_operations/{PROCESSING_ID}"}
         fake_knock.operations[PROCESSING_ID] = payload
         async with knock_client(settings) as client:
-            operation = await client.get_bulk_operation(PROCESSING_ID)
+            operation = await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
         assert operation.progress_path == payload["progress_path"]
         assert elsewhere.requests == []
     assert all(seen.path.startswith("/v1/bulk_operations/") for seen in fake_knock.requests)
@@ -391,7 +402,7 @@ async def test_a_body_that_cannot_be_decoded_is_explained(settings: Settings) ->
 
     async with knock_client(settings, httpx2.MockTransport(handler)) as client:
         with pytest.raises(InvalidResponse, match="could not be decoded"):
-            await client.get_bulk_operation(PROCESSING_ID)
+            await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
 
 
 async def test_a_declared_oversized_body_is_refused_before_reading(settings: Settings) -> None:
@@ -400,7 +411,7 @@ async def test_a_declared_oversized_body_is_refused_before_reading(settings: Set
 
     async with knock_client(settings, httpx2.MockTransport(handler)) as client:
         with pytest.raises(InvalidResponse, match="larger than 16 MiB"):
-            await client.get_bulk_operation(PROCESSING_ID)
+            await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
 
 
 async def test_a_large_valid_body_is_read(settings: Settings, fake_knock: FakeKnock) -> None:
@@ -408,7 +419,7 @@ async def test_a_large_valid_body_is_read(settings: Settings, fake_knock: FakeKn
     items = [{"id": f"user_{n:06d}", "collection": None} for n in range(40_000)]
     fake_knock.operations[PROCESSING_ID] = PROCESSING | {"error_items": items, "error_count": 40_000}
     async with knock_client(settings) as client:
-        operation = await client.get_bulk_operation(PROCESSING_ID)
+        operation = await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert operation.error_items is not None
     assert operation.error_items[-1].id == "user_039999"
 
@@ -431,7 +442,7 @@ async def test_a_trickling_body_is_cut_off_by_the_attempt_timeout(settings: Sett
     started = time.monotonic()
     async with knock_client(settings, httpx2.MockTransport(handler)) as client:
         with pytest.raises(KnockUnavailable, match=r"no answer within 0.3 s \(KNOCK_TIMEOUT\)"):
-            await client.get_bulk_operation(PROCESSING_ID)
+            await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
     assert attempts == 2
     assert time.monotonic() - started < 1.5
 

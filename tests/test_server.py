@@ -20,7 +20,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceC
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
 from knock_mcp.errors import ConfigurationError
-from knock_mcp.server import ServerState, create_server
+from knock_mcp.server import ServerState, configured_key, create_server
 from knock_mcp.settings import Settings
 from knock_mcp.summary import BulkOperationSummary
 from knock_mcp.views import BoundedOperation
@@ -295,7 +295,9 @@ async def test_an_unexpected_failure_is_still_a_clear_error(
 
 
 def test_the_server_state_never_shows_the_key(settings: Settings) -> None:
-    state = ServerState(knock=ConfigurationError([]), secret=SECRET, now=lambda: datetime.now(UTC))
+    state = ServerState(
+        knock=ConfigurationError([]), api_key=configured_key(settings), now=lambda: datetime.now(UTC)
+    )
     assert SECRET not in repr(state)
 
 

@@ -14,7 +14,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import anyio
 import httpx2
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from knock_mcp import __version__
 from knock_mcp.errors import (
@@ -104,10 +104,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 def build_http_client(
     settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
 ) -> httpx2.AsyncClient:
-    """The process's one HTTP client for Knock, carrying the key, branch and User-Agent."""
+    """The process's one HTTP client for Knock, carrying the branch and User-Agent.
+
+    It carries no key: each request sends the key it is made for, so one client (and its
+    connection pool) serves every caller, whether the key is the server's or the caller's own.
+    """
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if settings.api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
     if settings.branch:
         headers["X-Knock-Branch"] = settings.branch
     return httpx2.AsyncClient(
@@ -119,6 +121,14 @@ def build_http_client(
         follow_redirects=False,
         transport=transport,
     )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One read: which operation, with which key."""
+
+    operation_id: str
+    secret: str = field(repr=False)
 
 
 class _TransientFailure(Exception):
@@ -137,7 +147,11 @@ class _TransientFailure(Exception):
 
 
 class KnockClient:
-    """Reads bulk operations from Knock. Built once per process around the shared HTTP client."""
+    """Reads bulk operations from Knock. Built once per process around the shared HTTP client.
+
+    The key is an argument of each read, never state of the client, so that reads made with
+    different keys cannot be confused.
+    """
 
     def __init__(
         self,
@@ -151,24 +165,25 @@ class KnockClient:
     ) -> None:
         self._http = http
         self._settings = settings
-        self._secret = settings.api_key.get_secret_value() if settings.api_key else None
         self._policy = policy or RetryPolicy.from_settings(settings)
         self._jitter = jitter
         self._clock = clock
         self._wall_clock = wall_clock
 
-    async def get_bulk_operation(self, raw_id: str) -> BulkOperation:
-        """Fetch and validate one operation, retrying transient failures within the call deadline."""
+    async def get_bulk_operation(self, raw_id: str, api_key: SecretStr | None) -> BulkOperation:
+        """Fetch and validate one operation with `api_key`, retrying transient failures within the
+        call deadline."""
         operation_id = parse_operation_id(raw_id)
-        if self._secret is None:
+        if api_key is None:
             raise MissingApiKey
+        request = _Request(operation_id, api_key.get_secret_value())
         policy = self._policy
         deadline = self._clock() + policy.call_deadline
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(operation_id, deadline)
+                return await self._attempt(request, deadline)
             except _TransientFailure as failure:
                 remaining = deadline - self._clock()
                 wait = failure.retry_after
@@ -185,7 +200,8 @@ class KnockClient:
                 )
                 await anyio.sleep(wait)
 
-    async def _attempt(self, operation_id: str, deadline: float) -> BulkOperation:
+    async def _attempt(self, request: _Request, deadline: float) -> BulkOperation:
+        operation_id, secret = request.operation_id, request.secret
         remaining = deadline - self._clock()
         limit = min(self._policy.attempt_timeout, remaining)
         if limit == remaining:
@@ -202,10 +218,12 @@ class KnockClient:
         try:
             # httpx2's timeouts bound each read, not the whole body: this bounds the attempt.
             with anyio.fail_after(limit):
-                async with self._http.stream("GET", path, timeout=timeout) as response:
+                async with self._http.stream(
+                    "GET", path, timeout=timeout, headers={"Authorization": f"Bearer {secret}"}
+                ) as response:
                     if response.status_code != HTTPStatus.OK:
                         error_body = await _read_capped(response, MAX_ERROR_BODY_BYTES, truncate=True) or b""
-                        self._raise_for_status(operation_id, response, error_body)
+                        self._raise_for_status(request, response, error_body)
                     body = await _read_capped(response, MAX_RESPONSE_BYTES)
                     content_type = response.headers.get("content-type", "")
                 if body is None:
@@ -214,9 +232,9 @@ class KnockClient:
                         "the most knock-mcp will read"
                     )
                 if len(body) < VALIDATE_IN_THREAD_BYTES:
-                    return self._parse_operation(operation_id, body, content_type)
+                    return _parse_operation(request, body, content_type)
                 return await anyio.to_thread.run_sync(
-                    self._parse_operation, operation_id, body, content_type, abandon_on_cancel=True
+                    _parse_operation, request, body, content_type, abandon_on_cancel=True
                 )
         except (TimeoutError, httpx2.TimeoutException):
             raise _TransientFailure(timed_out) from None
@@ -230,15 +248,15 @@ class KnockClient:
                 cause += "; if this persists, check KNOCK_BASE_URL"
             raise _TransientFailure(cause) from None
 
-    def _raise_for_status(self, operation_id: str, response: httpx2.Response, body: bytes) -> NoReturn:
+    def _raise_for_status(self, request: _Request, response: httpx2.Response, body: bytes) -> NoReturn:
         status = response.status_code
-        detail = _explain_error_body(body, self._secret)
+        detail = _explain_error_body(body, request.secret)
         if status == HTTPStatus.UNAUTHORIZED:
             raise AuthenticationFailed(detail)
         if status == HTTPStatus.FORBIDDEN:
             raise PermissionDenied(detail)
         if status == HTTPStatus.NOT_FOUND:
-            raise OperationNotFound(operation_id, self._settings.branch)
+            raise OperationNotFound(request.operation_id, self._settings.branch)
         if status in _RETRYABLE_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._wall_clock())
             raise _TransientFailure(
@@ -246,25 +264,26 @@ class KnockClient:
             )
         raise UnexpectedStatus(status, detail)
 
-    def _parse_operation(self, operation_id: str, body: bytes, content_type: str) -> BulkOperation:
-        try:
-            operation = BulkOperation.model_validate_json(body)
-        except ValidationError as error:
-            problems = error.errors()
-            if any("recursion limit" in problem["msg"] for problem in problems):
-                raise InvalidResponse(
-                    "its JSON nests deeper than knock-mcp can read (the parser's recursion limit)"
-                ) from None
-            if any(problem["type"] == "json_invalid" for problem in problems):
-                shown = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
-                raise InvalidResponse(
-                    f"Knock answered 200 OK with a body that is not JSON ({shown}: "
-                    f"{_excerpt(body, self._secret)!r})"
-                ) from None
-            raise SchemaMismatch(_describe_validation_errors(error)) from None
-        if str(operation.id) != operation_id:
-            raise InvalidResponse(f"asked for operation {operation_id}, Knock answered about {operation.id}")
-        return operation
+
+def _parse_operation(request: _Request, body: bytes, content_type: str) -> BulkOperation:
+    operation_id, secret = request.operation_id, request.secret
+    try:
+        operation = BulkOperation.model_validate_json(body)
+    except ValidationError as error:
+        problems = error.errors()
+        if any("recursion limit" in problem["msg"] for problem in problems):
+            raise InvalidResponse(
+                "its JSON nests deeper than knock-mcp can read (the parser's recursion limit)"
+            ) from None
+        if any(problem["type"] == "json_invalid" for problem in problems):
+            shown = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
+            raise InvalidResponse(
+                f"Knock answered 200 OK with a body that is not JSON ({shown}: {_excerpt(body, secret)!r})"
+            ) from None
+        raise SchemaMismatch(_describe_validation_errors(error)) from None
+    if str(operation.id) != operation_id:
+        raise InvalidResponse(f"asked for operation {operation_id}, Knock answered about {operation.id}")
+    return operation
 
 
 async def _read_capped(response: httpx2.Response, limit: int, *, truncate: bool = False) -> bytes | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -17,7 +17,7 @@ import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 
 from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
@@ -118,43 +118,58 @@ ErrorItemsOffset = Annotated[
 ]
 
 
+KeySource = Callable[[], SecretStr | None]
+"""Gives the Knock key of the request being served: the server's own, or (over HTTP with
+`--auth knock-key`) the caller's. It is read afresh in each request, never stored across them."""
+
+
+def configured_key(config: Settings | ConfigurationError) -> KeySource:
+    """The server's own key, from KNOCK_API_KEY, for every request."""
+    key = config.api_key if isinstance(config, Settings) else None
+    return lambda: key
+
+
 @dataclass(frozen=True)
 class ServerState:
-    """What every request shares: the Knock client (or why there is none) and the clock."""
+    """What every request shares: the Knock client (or why there is none), where keys come from,
+    and the clock."""
 
     knock: KnockClient | ConfigurationError
-    secret: str | None = field(repr=False)
+    api_key: KeySource
     now: Callable[[], datetime]
 
     async def fetch(self, operation_id: str) -> BulkOperation:
         if isinstance(self.knock, ConfigurationError):
             raise self.knock
-        return await self.knock.get_bulk_operation(operation_id)
+        return await self.knock.get_bulk_operation(operation_id, self.api_key())
 
     def public_text(self, error: KnockMcpError) -> str:
-        """The error's message, with the key removed should any path ever have put it there."""
+        """The error's message, with this request's key removed should any path ever have put it there."""
         text = str(error)
-        return text.replace(self.secret, "[redacted]") if self.secret else text
+        key = self.api_key()
+        return text.replace(key.get_secret_value(), "[redacted]") if key else text
 
 
 def create_server(
     config: Settings | ConfigurationError,
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
+    api_key: KeySource | None = None,
     extra_instructions: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_level: LogLevel = "WARNING",
 ) -> MCPServer[ServerState]:
-    """Build the server. `transport` replaces the network (the demo and tests use it)."""
+    """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
+    says where each request's Knock key comes from (default: the configured KNOCK_API_KEY)."""
+    key_source = api_key or configured_key(config)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
         if isinstance(config, ConfigurationError):
-            yield ServerState(knock=config, secret=None, now=now)
+            yield ServerState(knock=config, api_key=key_source, now=now)
             return
         async with build_http_client(config, transport) as http:
-            secret = config.api_key.get_secret_value() if config.api_key else None
-            yield ServerState(knock=KnockClient(http, config), secret=secret, now=now)
+            yield ServerState(knock=KnockClient(http, config), api_key=key_source, now=now)
 
     instructions = INSTRUCTIONS if extra_instructions is None else f"{INSTRUCTIONS}\n\n{extra_instructions}"
     server: MCPServer[ServerState] = MCPServer(
