@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from pydantic import SecretStr
 
@@ -47,3 +48,12 @@ def settings(fake_knock: FakeKnock) -> Settings:
         max_retries=2,
         call_deadline=5.0,
     )
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until `condition()` holds (for state seen across threads, where no event can be awaited)."""
+    with anyio.fail_after(within):
+        while True:
+            if condition():
+                return
+            await anyio.sleep(0.01)

@@ -91,6 +91,8 @@ class RateLimited(KnockMcpError):
     """Knock kept answering 429, or asked for a wait longer than the call may last."""
 
     def __init__(self, attempts: int, retry_after: float | None, now: datetime | None = None) -> None:
+        # Kept so that a poll loop can hold off as long as Knock asked, not just report it.
+        self.retry_after = retry_after
         super().__init__(
             f"Knock is rate limiting this API key (429 Too Many Requests, {_attempts(attempts)}). "
             f"{_when_to_retry(retry_after, now)}"
@@ -103,6 +105,7 @@ class KnockUnavailable(KnockMcpError):
     def __init__(
         self, cause: str, attempts: int, retry_after: float | None = None, now: datetime | None = None
     ) -> None:
+        self.retry_after = retry_after
         super().__init__(
             f"Knock could not answer: {cause} ({_attempts(attempts)}). This is on Knock's side or the "
             f"network's, not a problem with the id or key. {_when_to_retry(retry_after, now)}"

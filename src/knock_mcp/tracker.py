@@ -1,0 +1,446 @@
+"""Reading operations economically: a cache of final ones, one request for concurrent askers, and one
+poll loop per operation however many callers wait on it or listen to it.
+
+Everything is keyed by an *address*: a fingerprint of the Knock key and the operation id. Callers
+with different keys never share a request, a loop or an answer, because Knock answers each key from
+its own environment. The fingerprint is an HMAC of the key under a random per-process salt, so the
+dicts here never hold a key, and the fingerprint means nothing outside this process. A loop keeps
+the key itself only while someone still waits or listens, to make its requests.
+
+- A final operation (completed or failed) never changes, so it is cached, bounded by count and by
+  an estimate of its memory; a repeat question costs no Knock call.
+- A non-final operation is served from the last answer only while that answer is younger than
+  `PollPolicy.fresh_for` (about a second); otherwise the caller joins the request in flight, or
+  starts one.
+- A poll loop runs only while a waiter or a listener is interested, and is cancelled, with any
+  request it has in flight, the moment the last one leaves.
+
+Nothing here imports `mcp`: progress and live updates leave through plain callables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import SecretStr
+
+from knock_mcp.errors import KnockUnavailable, RateLimited
+from knock_mcp.models import BulkOperation, parse_operation_id
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[str, SecretStr | None], Awaitable[BulkOperation]]
+"""Reads one operation from Knock with a key: `KnockClient.get_bulk_operation` or a stand-in."""
+Address = tuple[bytes, str]
+"""(fingerprint of the key, canonical operation id)."""
+
+# Knock's GET /v1/bulk_operations/{id} is rate-limit tier 4: 200 requests/second per environment.
+# Poll loops of one key together stay at half of that, leaving the rest to the application that
+# owns the key.
+KNOCK_TIER4_REQUESTS_PER_SECOND = 200.0
+
+# Measured: a validated operation holds about 12 bytes of Python objects per byte of its JSON
+# (612,486 bytes of JSON with 12,000 failed items retained 7.4 MB).
+MEMORY_PER_JSON_BYTE = 12
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How often a loop asks Knock, and how old an answer may be when served.
+
+    The interval is `first_interval` for the first `ramp_seconds`, then grows in proportion to
+    the loop's age up to `max_interval`: quick while a caller is likely watching closely, slower as
+    a long job goes on (1 s for 10 s, 5 s after 50 s, 10 s from 100 s with the defaults).
+    """
+
+    first_interval: float = 1.0
+    max_interval: float = 10.0
+    ramp_seconds: float = 10.0
+    fresh_for: float = 1.0
+    requests_per_second_per_key: float = KNOCK_TIER4_REQUESTS_PER_SECOND / 2
+
+    def interval(self, age: float) -> float:
+        return min(self.max_interval, max(self.first_interval, self.first_interval * age / self.ramp_seconds))
+
+    @property
+    def deadline_lead(self) -> float:
+        """How long before a waiter's deadline a loop asks once more, so the waiter's last answer is
+        fresh: half the freshness window."""
+        return self.fresh_for / 2
+
+
+class FinalOperationCache:
+    """Final operations by address, least recently used first out, bounded by count and by an
+    estimate of their memory. An operation larger than the whole budget is not kept."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Address, tuple[BulkOperation, int]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def estimated_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, address: Address) -> BulkOperation | None:
+        found = self._entries.get(address)
+        if found is None:
+            return None
+        self._entries.move_to_end(address)
+        return found[0]
+
+    def put(self, address: Address, operation: BulkOperation) -> None:
+        if address in self._entries:
+            return
+        size = estimated_memory(operation)
+        if size > self.max_bytes:
+            logger.info("Operation %s is too large to cache (about %d MB)", operation.id, size // 1_000_000)
+            return
+        self._entries[address] = (operation, size)
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, (_, evicted_size) = self._entries.popitem(last=False)
+            self._bytes -= evicted_size
+
+
+def estimated_memory(operation: BulkOperation) -> int:
+    """Bytes of memory the validated operation holds, from the length of its JSON."""
+    return len(operation.model_dump_json()) * MEMORY_PER_JSON_BYTE
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    operation: BulkOperation
+    timed_out: bool
+
+
+@dataclass(eq=False)
+class _SharedFetch:
+    """One request to Knock that any number of callers await."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    awaiting: int = 0
+    result: BulkOperation | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    operation: BulkOperation
+    fetched_at: float
+
+
+@dataclass(eq=False)
+class _Entry:
+    """What is shared about one address while anyone is interested in it."""
+
+    address: Address
+    operation_id: str
+    key: SecretStr | None = field(repr=False)
+    latest: _Snapshot | None = None
+    # The last failure, kept only while it is newer than `latest`.
+    failure: Exception | None = None
+    failure_is_final: bool = False
+    updated: anyio.Event = field(default_factory=anyio.Event)
+    in_flight: _SharedFetch | None = None
+    waiters: int = 0
+    deadlines: list[float] = field(default_factory=list)
+    listeners: dict[object, Callable[[BulkOperation], None]] = field(default_factory=dict)
+    loop: anyio.CancelScope | None = None
+    reschedule: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def interested(self) -> bool:
+        return self.waiters > 0 or bool(self.listeners)
+
+    def wake(self) -> None:
+        self.updated.set()
+        self.updated = anyio.Event()
+
+
+class OperationTracker:
+    """Reads, waits and listens on bulk operations, sharing all Knock traffic per address.
+
+    Use as `async with OperationTracker(fetch) as tracker:`; its shared requests and poll loops run
+    in a task group of its own, so that one caller leaving does not end what others still await.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        policy: PollPolicy | None = None,
+        cache: FinalOperationCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self.policy = policy or PollPolicy()
+        self.cache = cache or FinalOperationCache()
+        self._clock = clock
+        self._salt = os.urandom(32)
+        self._entries: dict[Address, _Entry] = {}
+        self._next_slot: dict[bytes, float] = {}
+        self._blocked_until: dict[bytes, float] = {}
+        self._task_group: TaskGroup | None = None
+
+    async def __aenter__(self) -> OperationTracker:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        return await self._task_group.__aexit__(exc_type, exc, traceback)
+
+    @property
+    def active_loops(self) -> int:
+        """How many poll loops run now (tests and benchmarks read it)."""
+        return sum(entry.loop is not None for entry in self._entries.values())
+
+    def address(self, raw_id: str, key: SecretStr | None) -> Address:
+        """The address of an operation for this key; raises `InvalidOperationId` for a bad id."""
+        secret = b"" if key is None else key.get_secret_value().encode()
+        return hmac.new(self._salt, secret, hashlib.sha256).digest(), parse_operation_id(raw_id)
+
+    async def read(self, raw_id: str, key: SecretStr | None) -> BulkOperation:
+        """The operation, from the cache if final, else no older than `fresh_for`."""
+        address = self.address(raw_id, key)
+        cached = self.cache.get(address)
+        if cached is not None:
+            return cached
+        entry = self._entry(address, key)
+        try:
+            return (await self._fresh(entry)).operation
+        finally:
+            self._forget_if_idle(entry)
+
+    async def wait(
+        self,
+        raw_id: str,
+        key: SecretStr | None,
+        seconds: float,
+        on_snapshot: Callable[[BulkOperation], Awaitable[None]],
+    ) -> WaitOutcome:
+        """Follow the operation until it is final or `seconds` pass, calling `on_snapshot`
+        with each new answer (the first one included). Always answers with a current state: the
+        first read completes even if it takes longer than `seconds`."""
+        address = self.address(raw_id, key)
+        cached = self.cache.get(address)
+        if cached is not None:
+            await on_snapshot(cached)
+            return WaitOutcome(cached, timed_out=False)
+        deadline = self._clock() + seconds
+        entry = self._entry(address, key)
+        entry.waiters += 1
+        entry.deadlines.append(deadline)
+        entry.reschedule.set()
+        self._ensure_loop(entry)
+        try:
+            snapshot = await self._fresh(entry)
+            while True:
+                await on_snapshot(snapshot.operation)
+                if snapshot.operation.status.is_final:
+                    return WaitOutcome(snapshot.operation, timed_out=False)
+                with anyio.move_on_after(max(0.0, deadline - self._clock())):
+                    snapshot = await self._next(entry, snapshot)
+                    continue
+                if entry.failure is not None:
+                    raise entry.failure
+                return WaitOutcome((entry.latest or snapshot).operation, timed_out=True)
+        finally:
+            entry.waiters -= 1
+            entry.deadlines.remove(deadline)
+            self._stop_loop_if_unwanted(entry)
+            self._forget_if_idle(entry)
+
+    @contextmanager
+    def listening(
+        self, raw_id: str, key: SecretStr | None, on_change: Callable[[BulkOperation], None]
+    ) -> Iterator[None]:
+        """Call `on_change` each time the operation changes, until it is final, while inside.
+
+        Raises `InvalidOperationId` for a bad id. A final operation never changes: listening to
+        one that is cached starts no loop."""
+        address = self.address(raw_id, key)
+        if self.cache.get(address) is not None:
+            yield
+            return
+        entry = self._entry(address, key)
+        token = object()
+        entry.listeners[token] = on_change
+        self._ensure_loop(entry)
+        try:
+            yield
+        finally:
+            entry.listeners.pop(token, None)
+            self._stop_loop_if_unwanted(entry)
+            self._forget_if_idle(entry)
+
+    def _entry(self, address: Address, key: SecretStr | None) -> _Entry:
+        entry = self._entries.get(address)
+        if entry is None:
+            entry = self._entries[address] = _Entry(address, address[1], key)
+        return entry
+
+    def _forget_if_idle(self, entry: _Entry) -> None:
+        idle = not entry.interested and entry.in_flight is None and entry.loop is None
+        if idle and self._entries.get(entry.address) is entry:
+            del self._entries[entry.address]
+
+    async def _fresh(self, entry: _Entry) -> _Snapshot:
+        latest = entry.latest
+        if latest is not None and self._clock() - latest.fetched_at <= self.policy.fresh_for:
+            return latest
+        return await self._refresh(entry)
+
+    async def _next(self, entry: _Entry, seen: _Snapshot) -> _Snapshot:
+        """The first answer after `seen`; raises a failure that ends the following."""
+        while True:
+            if entry.latest is not None and entry.latest is not seen:
+                return entry.latest
+            if entry.failure is not None and entry.failure_is_final:
+                raise entry.failure
+            await entry.updated.wait()
+
+    async def _refresh(self, entry: _Entry) -> _Snapshot:
+        """Join the request in flight for this address, or start one; its answer, or its error."""
+        shared = entry.in_flight
+        if shared is None:
+            shared = entry.in_flight = _SharedFetch()
+            assert self._task_group is not None, "use OperationTracker as an async context manager"
+            self._task_group.start_soon(self._run_fetch, entry, shared)
+        shared.awaiting += 1
+        try:
+            await shared.done.wait()
+        finally:
+            shared.awaiting -= 1
+            if shared.awaiting == 0 and not shared.done.is_set():
+                # Nobody wants the answer any more: stop the request now.
+                shared.scope.cancel()
+                if entry.in_flight is shared:
+                    entry.in_flight = None
+        if shared.error is not None:
+            raise shared.error
+        if shared.result is None or entry.latest is None:
+            raise KnockUnavailable("the request was cancelled as knock-mcp shut down", attempts=1)
+        return entry.latest
+
+    async def _run_fetch(self, entry: _Entry, shared: _SharedFetch) -> None:
+        try:
+            with shared.scope:
+                try:
+                    operation = await self._fetch(entry.operation_id, entry.key)
+                except Exception as error:
+                    shared.error = error
+                else:
+                    shared.result = operation
+                    self._record(entry, operation)
+        finally:
+            if entry.in_flight is shared:
+                entry.in_flight = None
+            shared.done.set()
+            self._forget_if_idle(entry)
+
+    def _record(self, entry: _Entry, operation: BulkOperation) -> None:
+        previous = entry.latest
+        entry.latest = _Snapshot(operation, self._clock())
+        entry.failure = None
+        if operation.status.is_final:
+            self.cache.put(entry.address, operation)
+        if previous is not None and previous.operation != operation:
+            for on_change in list(entry.listeners.values()):
+                on_change(operation)
+        entry.wake()
+
+    def _ensure_loop(self, entry: _Entry) -> None:
+        if entry.loop is None:
+            scope = entry.loop = anyio.CancelScope()
+            assert self._task_group is not None, "use OperationTracker as an async context manager"
+            self._task_group.start_soon(self._poll, entry, scope)
+
+    def _stop_loop_if_unwanted(self, entry: _Entry) -> None:
+        if not entry.interested and entry.loop is not None:
+            entry.loop.cancel()
+            entry.loop = None
+
+    async def _poll(self, entry: _Entry, scope: anyio.CancelScope) -> None:
+        """Ask Knock on the policy's schedule until the operation is final or nobody is interested."""
+        started = self._clock()
+        fingerprint = entry.address[0]
+        try:
+            with scope:
+                while entry.interested:
+                    wait = self._due(entry, started) - self._clock()
+                    if wait > 0:
+                        entry.reschedule = anyio.Event()
+                        # Woken early when a new waiter brings an earlier deadline.
+                        with anyio.move_on_after(wait):
+                            await entry.reschedule.wait()
+                        continue
+                    await self._pace(fingerprint)
+                    try:
+                        snapshot = await self._refresh(entry)
+                    except (RateLimited, KnockUnavailable) as error:
+                        hold_off = error.retry_after or self.policy.interval(self._clock() - started)
+                        self._blocked_until[fingerprint] = self._clock() + hold_off
+                        entry.failure, entry.failure_is_final = error, False
+                        entry.wake()
+                        continue
+                    except Exception as error:
+                        entry.failure, entry.failure_is_final = error, True
+                        entry.wake()
+                        return
+                    if snapshot.operation.status.is_final:
+                        return
+        finally:
+            if entry.loop is scope:
+                entry.loop = None
+            self._forget_if_idle(entry)
+
+    def _due(self, entry: _Entry, started: float) -> float:
+        """When the loop should ask next: its interval after the last answer, earlier if a waiter's
+        deadline would otherwise find that answer stale, never while Knock asked us to hold off."""
+        last = entry.latest.fetched_at if entry.latest is not None else -math.inf
+        due = last + self.policy.interval(self._clock() - started)
+        for deadline in entry.deadlines:
+            if last < deadline - self.policy.fresh_for:
+                due = min(due, deadline - self.policy.deadline_lead)
+        return max(due, self._blocked_until.get(entry.address[0], -math.inf))
+
+    async def _pace(self, fingerprint: bytes) -> None:
+        """Space this key's loop requests to the per-key rate."""
+        now = self._clock()
+        slot = max(now, self._next_slot.get(fingerprint, now))
+        self._next_slot[fingerprint] = slot + 1 / self.policy.requests_per_second_per_key
+        if len(self._next_slot) > 1024:
+            self._prune(now)
+        if slot > now:
+            await anyio.sleep(slot - now)
+
+    def _prune(self, now: float) -> None:
+        for table in (self._next_slot, self._blocked_until):
+            for fingerprint in [fingerprint for fingerprint, until in table.items() if until < now]:
+                del table[fingerprint]
