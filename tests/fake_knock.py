@@ -1,7 +1,8 @@
 """A fake Knock: a real HTTP server on 127.0.0.1, in a background thread, for tests and benchmarks.
 
 It serves `GET /v1/bulk_operations/{id}` from `operations`, records every request, and plays
-scripted faults first when a test queues them with `fail_next`.
+scripted faults first when a test queues them with `fail_next`. An operation is a payload, or a
+callable that returns the payload of the moment (see `Advancing`), for operations that move on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,11 +37,38 @@ class SeenRequest:
     at: float
 
 
+Payload = dict[str, Any]
+
+
+class Advancing:
+    """An operation that moves through `stages`: one stage per request served (`per_request`), or one
+    per `seconds_per_stage` from its first request. It stays at the last stage."""
+
+    def __init__(self, stages: Sequence[Payload], *, seconds_per_stage: float | None = None) -> None:
+        self.stages = list(stages)
+        self.seconds_per_stage = seconds_per_stage
+        self.served = 0
+        self._first_request: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Payload:
+        with self._lock:
+            now = time.monotonic()
+            if self._first_request is None:
+                self._first_request = now
+            if self.seconds_per_stage is None:
+                stage = self.served
+            else:
+                stage = int((now - self._first_request) / self.seconds_per_stage)
+            self.served += 1
+            return self.stages[min(stage, len(self.stages) - 1)]
+
+
 class FakeKnock:
     """Start with `with FakeKnock() as knock:`; `knock.base_url` is its address."""
 
     def __init__(self) -> None:
-        self.operations: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, Payload | Callable[[], Payload]] = {}
         self.requests: list[SeenRequest] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -115,6 +144,8 @@ class FakeKnock:
     def _normal_reply(self, path: str) -> Reply:
         prefix = "/v1/bulk_operations/"
         operation = self.operations.get(path[len(prefix) :]) if path.startswith(prefix) else None
+        if callable(operation):
+            operation = operation()
         if operation is None:
             return Reply(
                 404,

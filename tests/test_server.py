@@ -16,13 +16,16 @@ import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceContents
+from pydantic import SecretStr
 
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
 from knock_mcp.errors import ConfigurationError
+from knock_mcp.models import BulkOperation
 from knock_mcp.server import ServerState, configured_key, create_server
 from knock_mcp.settings import Settings
 from knock_mcp.summary import BulkOperationSummary
+from knock_mcp.tracker import OperationTracker
 from knock_mcp.views import BoundedOperation
 
 pytestmark = pytest.mark.anyio
@@ -232,7 +235,7 @@ async def test_an_invalid_id_is_refused_before_any_request(client: Client, fake_
 
 async def test_without_a_key_the_server_runs_and_explains(settings: Settings, fake_knock: FakeKnock) -> None:
     async with Client(create_server(replace(settings, api_key=None))) as client:
-        assert len((await client.list_tools()).tools) == 2
+        assert len((await client.list_tools()).tools) == 3
         result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
     assert result.is_error
     assert "KNOCK_API_KEY is not set" in text(result)
@@ -295,8 +298,11 @@ async def test_an_unexpected_failure_is_still_a_clear_error(
 
 
 def test_the_server_state_never_shows_the_key(settings: Settings) -> None:
+    async def never(operation_id: str, key: SecretStr | None) -> BulkOperation:
+        raise AssertionError("not called")
+
     state = ServerState(
-        knock=ConfigurationError([]), api_key=configured_key(settings), now=lambda: datetime.now(UTC)
+        tracker=OperationTracker(never), api_key=configured_key(settings), now=lambda: datetime.now(UTC)
     )
     assert SECRET not in repr(state)
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.anyio
 
 KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 COMPLETED_ID = load_fixture("completed")["id"]
+PROCESSING_ID = load_fixture("processing")["id"]
 
 
 def server(env: dict[str, str], errlog: TextIO, *args: str, mode: str = "auto") -> Client:
@@ -34,13 +35,14 @@ async def test_stdio_server_answers_and_never_leaks_the_key(
     with stderr_path.open("w") as errlog:
         async with server(env, errlog, mode=mode) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert tools == {"get_bulk_operation", "summarize_bulk_operation"}
+            assert tools == {"get_bulk_operation", "summarize_bulk_operation", "wait_for_bulk_operation"}
             summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
             assert not summary.is_error
             assert isinstance(summary.content[0], TextContent)
             assert "has completed" in summary.content[0].text
             fake_knock.fail_next(Reply(401, f'{{"message": "bad key {SECRET}"}}'.encode()))
-            failed = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+            # Another operation: the completed one is now answered from the cache, without Knock.
+            failed = await client.call_tool("get_bulk_operation", {"id": PROCESSING_ID})
             assert failed.is_error
             assert isinstance(failed.content[0], TextContent)
             assert SECRET not in failed.content[0].text

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import load_fixture
 from knock_mcp.models import MAX_TEXT_CHARS, BulkOperation, BulkOperationStatus
-from knock_mcp.summary import MAX_SUMMARY_CHARS, render_summary, summarize
+from knock_mcp.summary import MAX_SUMMARY_CHARS, progress_update, render_summary, summarize, wait_result
 
 NOW = datetime(2026, 11, 28, 10, 1, 0, tzinfo=UTC)
 
@@ -192,3 +192,34 @@ def test_a_completion_without_a_failure_count_but_all_succeeded_needs_nothing() 
 def test_rows_without_an_estimate_give_unknown_progress() -> None:
     text = text_of(operation("processing", estimated_total_rows=0))
     assert "is processing: progress unknown (Knock's row estimate is 0)." in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"status": "queued", "processed_rows": 0, "error_count": 0}, (0, 1000, "queued: 0 of 1,000 rows")),
+        ({}, (400, 1000, "400 of 1,000 rows, 2 failed, about 1 min 15 s left")),
+        ({"estimated_total_rows": 0}, (400, None, "400 rows, 2 failed")),
+        ({"processed_rows": 1500}, (1500, 1500, "1,500 of 1,500 rows, 2 failed")),
+        ({"processed_rows": -3, "error_count": 0}, (0, 1000, "0 of 1,000 rows")),
+        (
+            {"status": "completed", "processed_rows": 990, "estimated_total_rows": 0},
+            (990, 990, "completed: 990 of 990 rows, 2 failed"),
+        ),
+        ({"status": "failed", "error_count": 0}, (400, 1000, "failed: 400 of 1,000 rows")),
+    ],
+)
+def test_progress_updates_count_rows_and_never_invent_a_total(
+    changes: dict[str, Any], expected: tuple[int, int | None, str]
+) -> None:
+    assert progress_update(summarize(operation("processing", **changes), NOW)) == expected
+
+
+def test_a_wait_that_ran_out_says_how_to_keep_waiting() -> None:
+    summary = summarize(operation("processing"), NOW)
+    running = wait_result(summary, timed_out=True, waited_seconds=45.04)
+    assert (running.timed_out, running.waited_seconds) == (True, 45.0)
+    assert running.next_step.startswith("The job is still processing after 45 s of waiting; call ")
+    assert running.processed_rows == summary.processed_rows
+    done = wait_result(summarize(operation("completed"), NOW), timed_out=False, waited_seconds=3)
+    assert done.next_step == summarize(operation("completed"), NOW).next_step

@@ -7,7 +7,8 @@ Tools fetch through the shared `KnockClient`, then hand the operation to the pur
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +24,16 @@ from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
 from knock_mcp.knock_client import KnockClient, build_http_client
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
-from knock_mcp.settings import Settings
-from knock_mcp.summary import BulkOperationSummary, render_summary, summarize
+from knock_mcp.settings import DEFAULT_CALL_DEADLINE, Settings
+from knock_mcp.summary import (
+    BulkOperationSummary,
+    WaitResult,
+    progress_update,
+    render_summary,
+    summarize,
+    wait_result,
+)
+from knock_mcp.tracker import OperationTracker, PollPolicy
 from knock_mcp.views import (
     DEFAULT_MAX_ERROR_ITEMS,
     BoundedOperation,
@@ -46,8 +55,9 @@ knock-mcp reads Knock bulk operations: the asynchronous jobs that Knock's bulk e
 identify, delete or set preferences of users, bulk set objects, tenants, schedules, channel \
 message status) start and return a handle for. Knock has no endpoint that lists operations: ask the \
 user for the operation id (a UUID in the bulk endpoint's response) if you do not have it. \
-Use summarize_bulk_operation to answer people; use get_bulk_operation for exact fields or the ids \
-of failed items. The resource knock://bulk_operations/{id} holds the same JSON as get_bulk_operation."""
+Use summarize_bulk_operation to answer people; use get_bulk_operation for exact fields; use \
+wait_for_bulk_operation to follow a running job to its end instead of asking again and again. \
+The resource knock://bulk_operations/{id} holds the same JSON as get_bulk_operation."""
 
 # Tool descriptions are product copy the model reads: what comes back, and when to use which tool.
 GET_DESCRIPTION = (
@@ -67,6 +77,20 @@ SUMMARIZE_DESCRIPTION = (
     'collection, and the next step to take. Use it to answer people ("is my bulk delete done?", '
     '"why did last night\'s import fail?"); use get_bulk_operation when you need every field or the full '
     "list of failed ids. The same facts come back as structured content."
+)
+# Chat clients commonly abandon a tool call after 60 s (the MCP TypeScript SDK's default request
+# timeout). A wait of at most 45 s leaves time for the last read and the answer to travel back; a
+# caller who needs longer calls again, and the shared poll loop makes that free.
+MAX_WAIT_SECONDS = 45
+WAIT_DESCRIPTION = (
+    "Wait for one Knock bulk operation to finish (completed or failed), polling Knock for you, then "
+    "return the same facts as summarize_bulk_operation plus timed_out and waited_seconds. Use it when "
+    'someone asks "tell me when the import is done" or before acting on a job\'s outcome, instead of '
+    f"calling summarize_bulk_operation again and again. It waits at most timeout_seconds (up to "
+    f"{MAX_WAIT_SECONDS}); if the job is still running then, the result is not an error: timed_out is "
+    "true and next_step says to call again. Sends progress notifications (rows processed of the "
+    "estimate) when the client asks for them. Repeated or concurrent waits on one operation share one "
+    "poll of Knock, and a finished operation is answered without asking Knock again."
 )
 
 READ_ONLY = ToolAnnotations(
@@ -118,6 +142,27 @@ ErrorItemsOffset = Annotated[
 ]
 
 
+def _whole_or_fractional_seconds(value: object) -> object:
+    """JSON true/false would pass as 1/0 seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds, not true or false")
+    return value
+
+
+WaitTimeout = Annotated[
+    float,
+    BeforeValidator(_whole_or_fractional_seconds),
+    Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description=(
+            f"How long to wait for the job to finish, in seconds, from 0 to {MAX_WAIT_SECONDS} (default "
+            f"{MAX_WAIT_SECONDS}). 0 answers at once with the current state."
+        ),
+    ),
+]
+
+
 KeySource = Callable[[], SecretStr | None]
 """Gives the Knock key of the request being served: the server's own, or (over HTTP with
 `--auth knock-key`) the caller's. It is read afresh in each request, never stored across them."""
@@ -131,23 +176,77 @@ def configured_key(config: Settings | ConfigurationError) -> KeySource:
 
 @dataclass(frozen=True)
 class ServerState:
-    """What every request shares: the Knock client (or why there is none), where keys come from,
-    and the clock."""
+    """What every request shares: the tracker that reads operations from Knock (cached, shared
+    per key and id), where keys come from, the clock, and how long one call may last."""
 
-    knock: KnockClient | ConfigurationError
+    tracker: OperationTracker
     api_key: KeySource
     now: Callable[[], datetime]
+    call_deadline: float = DEFAULT_CALL_DEADLINE
 
     async def fetch(self, operation_id: str) -> BulkOperation:
-        if isinstance(self.knock, ConfigurationError):
-            raise self.knock
-        return await self.knock.get_bulk_operation(operation_id, self.api_key())
+        return await self.tracker.read(operation_id, self.api_key())
 
     def public_text(self, error: KnockMcpError) -> str:
         """The error's message, with this request's key removed should any path ever have put it there."""
         text = str(error)
         key = self.api_key()
         return text.replace(key.get_secret_value(), "[redacted]") if key else text
+
+
+async def answer(
+    ctx: Context[ServerState],
+    operation_id: str,
+    respond: Callable[[BulkOperation, ServerState], CallToolResult],
+) -> CallToolResult:
+    """Fetch the operation and build the result; every failure becomes a clear tool error."""
+
+    async def produce(state: ServerState) -> CallToolResult:
+        return respond(await state.fetch(operation_id), state)
+
+    return await answer_with(ctx, produce)
+
+
+async def answer_with(
+    ctx: Context[ServerState], produce: Callable[[ServerState], Awaitable[CallToolResult]]
+) -> CallToolResult:
+    """Run a tool's work; every failure becomes a clear tool error."""
+    state = ctx.request_context.lifespan_context
+    try:
+        return await produce(state)
+    except KnockMcpError as error:
+        raise ToolError(state.public_text(error)) from None
+    except Exception:
+        logger.exception("knock-mcp failed unexpectedly")
+        raise ToolError(UNEXPECTED_FAILURE) from None
+
+
+async def wait_for(
+    state: ServerState, ctx: Context[ServerState], operation_id: str, timeout_seconds: float
+) -> CallToolResult:
+    """Follow the operation through the shared poll loop, reporting progress as rows grow."""
+    started = time.monotonic()
+    last_progress: int | None = None
+
+    async def report(operation: BulkOperation) -> None:
+        # The spec wants progress to grow with every notification: send one only when rows have
+        # grown (the first one always goes, even at 0 rows).
+        nonlocal last_progress
+        progress, total, message = progress_update(summarize(operation, state.now()))
+        if last_progress is None or progress > last_progress:
+            last_progress = progress
+            await ctx.report_progress(progress, total, message)
+
+    # A call never outlasts KNOCK_MCP_CALL_DEADLINE, however long the caller asked to wait.
+    wait_seconds = min(timeout_seconds, state.call_deadline)
+    outcome = await state.tracker.wait(operation_id, state.api_key(), wait_seconds, report)
+    result = wait_result(
+        summarize(outcome.operation, state.now()), outcome.timed_out, time.monotonic() - started
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=render_summary(result))],
+        structured_content=result.model_dump(mode="json"),
+    )
 
 
 def create_server(
@@ -158,18 +257,29 @@ def create_server(
     extra_instructions: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_level: LogLevel = "WARNING",
+    poll_policy: PollPolicy | None = None,
 ) -> MCPServer[ServerState]:
     """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
-    says where each request's Knock key comes from (default: the configured KNOCK_API_KEY)."""
+    says where each request's Knock key comes from (default: the configured KNOCK_API_KEY);
+    `poll_policy` sets how waits poll (tests make it quick)."""
     key_source = api_key or configured_key(config)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
         if isinstance(config, ConfigurationError):
-            yield ServerState(knock=config, api_key=key_source, now=now)
+
+            async def refuse(operation_id: str, key: SecretStr | None) -> BulkOperation:
+                raise config
+
+            async with OperationTracker(refuse, policy=poll_policy) as tracker:
+                yield ServerState(tracker=tracker, api_key=key_source, now=now)
             return
-        async with build_http_client(config, transport) as http:
-            yield ServerState(knock=KnockClient(http, config), api_key=key_source, now=now)
+        async with (
+            build_http_client(config, transport) as http,
+            OperationTracker(KnockClient(http, config).get_bulk_operation, policy=poll_policy) as tracker,
+        ):
+            deadline = config.call_deadline
+            yield ServerState(tracker=tracker, api_key=key_source, now=now, call_deadline=deadline)
 
     instructions = INSTRUCTIONS if extra_instructions is None else f"{INSTRUCTIONS}\n\n{extra_instructions}"
     server: MCPServer[ServerState] = MCPServer(
@@ -180,21 +290,6 @@ def create_server(
         lifespan=lifespan,
         log_level=log_level,
     )
-
-    async def answer(
-        ctx: Context[ServerState],
-        operation_id: str,
-        respond: Callable[[BulkOperation, ServerState], CallToolResult],
-    ) -> CallToolResult:
-        """Fetch the operation and build the result; every failure becomes a clear tool error."""
-        state = ctx.request_context.lifespan_context
-        try:
-            return respond(await state.fetch(operation_id), state)
-        except KnockMcpError as error:
-            raise ToolError(state.public_text(error)) from None
-        except Exception:
-            logger.exception("knock-mcp failed unexpectedly")
-            raise ToolError(UNEXPECTED_FAILURE) from None
 
     @server.tool(title="Get bulk operation", description=GET_DESCRIPTION, annotations=READ_ONLY)
     async def get_bulk_operation(
@@ -226,6 +321,12 @@ def create_server(
             )
 
         return await answer(ctx, id, respond)
+
+    @server.tool(title="Wait for bulk operation", description=WAIT_DESCRIPTION, annotations=READ_ONLY)
+    async def wait_for_bulk_operation(
+        id: OperationId, ctx: Context[ServerState], timeout_seconds: WaitTimeout = MAX_WAIT_SECONDS
+    ) -> Annotated[CallToolResult, WaitResult]:
+        return await answer_with(ctx, lambda state: wait_for(state, ctx, id, timeout_seconds))
 
     @server.resource(
         "knock://bulk_operations/{id}",

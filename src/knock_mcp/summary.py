@@ -130,6 +130,45 @@ def summarize(operation: BulkOperation, now: datetime) -> BulkOperationSummary:
     return summary
 
 
+class WaitResult(BulkOperationSummary):
+    """The summary's facts at the end of a wait, and whether the wait ran out first."""
+
+    timed_out: bool = Field(
+        description="True when the wait ended before the operation was final: it is still queued or running."
+    )
+    waited_seconds: float = Field(description="How long this call waited, in seconds.")
+
+
+def wait_result(summary: BulkOperationSummary, timed_out: bool, waited_seconds: float) -> WaitResult:
+    """The summary after a wait; when the wait ran out, the next step says how to keep waiting."""
+    result = WaitResult(**dict(summary), timed_out=timed_out, waited_seconds=round(waited_seconds, 1))
+    if timed_out:
+        result.next_step = (
+            f"The job is still {summary.status.value} after {_duration(waited_seconds)} of waiting; "
+            "call wait_for_bulk_operation again with the same id to keep following it (waiting never "
+            "affects the job)."
+        )
+    return result
+
+
+def progress_update(summary: BulkOperationSummary) -> tuple[int, int | None, str]:
+    """An MCP progress notification's (progress, total, message): rows processed, the larger of the
+    estimate and the rows processed (None while Knock has no estimate and the job runs), and a line
+    such as "4,200 of 10,000 rows, 3 failed, about 40 s left"."""
+    processed = max(0, summary.processed_rows)
+    known = summary.estimated_total_rows > 0 or summary.is_final
+    total = max(summary.estimated_total_rows, processed) if known else None
+    parts = [f"{processed:,} of {total:,} rows" if total is not None else f"{processed:,} rows"]
+    if summary.failure_count:
+        parts.append(f"{summary.failure_count:,} failed")
+    if summary.seconds_left is not None:
+        parts.append(f"about {_duration(summary.seconds_left)} left")
+    text = ", ".join(parts)
+    if summary.status is not BulkOperationStatus.PROCESSING:
+        text = f"{summary.status.value}: {text}"
+    return processed, total, text
+
+
 def render_summary(summary: BulkOperationSummary) -> str:
     """The summary as a few plain sentences, under `MAX_SUMMARY_CHARS` characters."""
     lines = [_headline(summary), _counts_line(summary), _timeline_line(summary)]
