@@ -70,6 +70,9 @@ class FakeKnock:
     def __init__(self) -> None:
         self.operations: dict[str, Payload | Callable[[], Payload]] = {}
         self.requests: list[SeenRequest] = []
+        # Operation id -> the one key that may read it, as a Knock environment owns its operations;
+        # any other key gets 404. Operations not listed here answer every key.
+        self.owners: dict[str, str] = {}
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         fake = self
@@ -119,7 +122,7 @@ class FakeKnock:
                 SeenRequest("GET", handler.path, dict(handler.headers.items()), time.monotonic())
             )
             scripted = self._script.popleft() if self._script else None
-        reply = scripted or self._normal_reply(handler.path)
+        reply = scripted or self._normal_reply(handler.path, handler.headers.get("Authorization"))
         if reply.stall_seconds:
             time.sleep(reply.stall_seconds)
         if reply.reset:
@@ -141,12 +144,14 @@ class FakeKnock:
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
 
-    def _normal_reply(self, path: str) -> Reply:
+    def _normal_reply(self, path: str, authorization: str | None) -> Reply:
         prefix = "/v1/bulk_operations/"
-        operation = self.operations.get(path[len(prefix) :]) if path.startswith(prefix) else None
+        operation_id = path[len(prefix) :] if path.startswith(prefix) else ""
+        operation = self.operations.get(operation_id)
         if callable(operation):
             operation = operation()
-        if operation is None:
+        owner = self.owners.get(operation_id)
+        if operation is None or (owner is not None and authorization != f"Bearer {owner}"):
             return Reply(
                 404,
                 json.dumps(

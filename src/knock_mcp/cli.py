@@ -1,9 +1,10 @@
-"""The `knock-mcp` command: serve MCP over stdio, or run one tool call from a terminal.
+"""The `knock-mcp` command: serve MCP over stdio or HTTP, or run one tool call from a terminal.
 
     knock-mcp [--demo] [--log-level LEVEL]                  serve MCP over stdio
+    knock-mcp --transport http [--host H] [--port P] [--auth MODE] ...   serve MCP over HTTP
     knock-mcp [--demo] call TOOL [name=value ...] [--json]  run one tool and print its result
 
-Only MCP protocol goes to stdout while serving; logs go to stderr.
+Only MCP protocol goes to stdout while serving over stdio; logs go to stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 from knock_mcp import __version__
 from knock_mcp.demo import DEMO_BASE_URL, PROCESSING_ID, DemoKnock, demo_instructions
 from knock_mcp.errors import ConfigurationError
+from knock_mcp.http import AUTH_MODES, LOG_FORMAT, HttpFlags, build_app, load_http_config, serve
 from knock_mcp.server import LogLevel, ServerState, create_server
 from knock_mcp.settings import Settings, load_settings
 
@@ -40,12 +42,29 @@ class UsageError(Exception):
     """A command-line mistake: reported on stderr with exit status 2."""
 
 
+# Options that only mean something to the HTTP server, by their attribute and flag names.
+HTTP_OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "auth": "--auth",
+    "allowed_host": "--allowed-host",
+    "allowed_origin": "--allowed-origin",
+    "shutdown_timeout": "--shutdown-timeout",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    level: LogLevel = args.log_level.upper()
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="knock-mcp %(levelname)s %(name)s: %(message)s"
-    )
+    parser = _parser()
+    args = parser.parse_args(argv)
+    http_only = [flag for name, flag in HTTP_OPTIONS.items() if getattr(args, name)]
+    if args.transport == "http":
+        if args.command is not None:
+            parser.error("`call` runs one tool in this process: leave out --transport http")
+        sys.exit(_serve_http(args))
+    if http_only:
+        parser.error(f"{', '.join(http_only)} only apply with --transport http")
+    level: LogLevel = args.log_level or "WARNING"
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
     server = _build_server(demo=args.demo, warn_at_start=args.command is None, log_level=level)
     # The ~100k objects created by imports live as long as the process: keep the garbage collector
     # from rescanning them during every full collection (it cut a 12,000-item call from ~65 to ~21 ms).
@@ -65,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="knock-mcp",
         description=(
-            "MCP server for Knock bulk operations. With no command it serves MCP over stdio; "
+            "MCP server for Knock bulk operations. With no command it serves MCP over stdio (or over "
+            "HTTP with --transport http); "
             "configure it with KNOCK_API_KEY (a secret key, sk_...), and optionally KNOCK_BASE_URL, "
             "KNOCK_BRANCH, KNOCK_TIMEOUT, KNOCK_MAX_RETRIES and KNOCK_MCP_CALL_DEADLINE."
         ),
@@ -79,11 +99,52 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="warning",
         type=str.upper,
         choices=LOG_LEVELS,
         metavar="LEVEL",
         help="stderr log level: debug, info, warning (default), error, critical",
+    )
+    http = parser.add_argument_group(
+        "serving over HTTP",
+        "Each option can also come from the environment variable named in brackets; a flag wins. The "
+        "shared token for --auth token is read from KNOCK_MCP_AUTH_TOKEN only, so it never shows in a "
+        "process list.",
+    )
+    http.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        help="stdio (default): one client that spawned this process; http: Streamable HTTP at /mcp",
+    )
+    http.add_argument("--host", help="address to listen on (default 127.0.0.1) [KNOCK_MCP_HOST]")
+    http.add_argument("--port", help="TCP port (default 8000) [KNOCK_MCP_PORT]")
+    http.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        help=(
+            "none (default; loopback only), token (callers send KNOCK_MCP_AUTH_TOKEN as a bearer token; "
+            "the server uses KNOCK_API_KEY), knock-key (each caller sends their own Knock secret key as "
+            "the bearer token) [KNOCK_MCP_AUTH]"
+        ),
+    )
+    http.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST",
+        help="a Host header clients use, e.g. mcp.example.com; repeatable "
+        "[KNOCK_MCP_ALLOWED_HOSTS, comma-separated]",
+    )
+    http.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser origin allowed to call, e.g. https://app.example.com; repeatable "
+        "[KNOCK_MCP_ALLOWED_ORIGINS, comma-separated]",
+    )
+    http.add_argument(
+        "--shutdown-timeout",
+        metavar="SECONDS",
+        help="on SIGTERM, how long calls in flight may run before they are cancelled (default 60) "
+        "[KNOCK_MCP_SHUTDOWN_TIMEOUT]",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     call = commands.add_parser(
@@ -95,6 +156,36 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
     call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
     return parser
+
+
+def _serve_http(args: argparse.Namespace) -> int:
+    flags = HttpFlags(
+        host=args.host,
+        port=args.port,
+        auth=args.auth,
+        allowed_hosts=args.allowed_host or (),
+        allowed_origins=args.allowed_origin or (),
+        demo=args.demo,
+        log_level=args.log_level,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    try:
+        config = load_http_config(os.environ, flags)
+        logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
+        app = build_app(config, os.environ)
+    except ConfigurationError as error:
+        print(f"knock-mcp: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    gc.freeze()  # as for stdio, below
+    host = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host
+    print(
+        f"knock-mcp {__version__}: serving MCP at http://{host}:{config.port}/mcp "
+        f"(auth: {config.auth}{', demo' if config.demo else ''}); health check at /healthz",
+        file=sys.stderr,
+        flush=True,
+    )
+    serve(app, config)
+    return 0
 
 
 def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MCPServer[ServerState]:

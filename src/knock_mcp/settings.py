@@ -113,12 +113,14 @@ def _parse_base_url(raw: str) -> str:
         raise ValueError("must not contain a user name or password")
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(f"has port {url.port}, which is not a TCP port (1 to 65535)")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if url.scheme == "http" and not is_loopback(url.host):
         raise ValueError(problem)
     return raw.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an IP address, IPv6 with or without brackets) stays on this machine."""
+    host = host.removeprefix("[").removesuffix("]")
     if host in _LOOPBACK_NAMES:
         return True
     try:
