@@ -16,7 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock
+from fake_knock import FakeKnock, Reply
 from http_server import HttpServer
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
 
@@ -282,3 +282,50 @@ async def test_a_hundred_concurrent_calls_are_all_answered(
                     tasks.start_soon(call, number, client)
     assert answers == {number: FIXTURE_IDS[number % len(FIXTURE_IDS)] for number in range(100)}
     assert len(fake_knock.requests) == 100
+
+
+async def wait_for_requests(fake_knock: FakeKnock, count: int) -> None:
+    """The fake Knock runs in a thread of its own, with no event to await: poll it."""
+    with anyio.fail_after(30):
+        while len(fake_knock.requests) < count:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("mode", "stop"),
+    [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect"), ("auto", None), ("legacy", None)],
+)
+async def test_a_cancelled_or_abandoned_call_stops_its_work_upstream(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str, stop: str | None
+) -> None:
+    """Knock stalls past the 1 s attempt timeout: a call left running retries (a second request
+    after ~1.5 s); one that the client cancelled (2026-07-28) or walked away from (either era: in
+    2025-11-25 a disconnect is the cancel) makes no second request."""
+    env = knock_env(fake_knock, KNOCK_TIMEOUT="1", KNOCK_MAX_RETRIES="2")
+    fake_knock.fail_next(Reply(stall_seconds=4))
+    with HttpServer(env, tmp_path) as server:
+        async with anyio.create_task_group() as tasks:
+            connection = anyio.CancelScope()
+
+            async def call() -> None:
+                with connection:
+                    async with client_for(server, mode) as client:
+                        await client.list_tools()
+                        with anyio.CancelScope() as call_scope:
+                            tasks.start_soon(cancel_when_knock_is_asked, call_scope)
+                            await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+                        if stop == "cancel":
+                            await anyio.sleep(3)  # connected throughout: only the call was cancelled
+
+            async def cancel_when_knock_is_asked(call_scope: anyio.CancelScope) -> None:
+                await wait_for_requests(fake_knock, 1)
+                if stop == "cancel":
+                    call_scope.cancel()
+                elif stop == "disconnect":
+                    connection.cancel()
+
+            tasks.start_soon(call)
+        if stop == "disconnect":
+            await anyio.sleep(3)  # well past the attempt timeout and the backoff before a retry
+        assert len(fake_knock.requests) == (1 if stop else 2)
+    assert "Traceback" not in server.stderr()

@@ -1,0 +1,92 @@
+"""SIGTERM on a real `knock-mcp --transport http` process with calls in flight in both protocol eras
+and a listen stream open: the calls finish, new requests are refused, the listener is closed
+gracefully, and the process exits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from conftest import load_fixture
+from fake_knock import FakeKnock, Reply
+from http_server import HttpServer
+from knock_mcp.http import LISTEN_GRACE_SECONDS
+from test_http import COMPLETED_ID, client_for, knock_env, text, wait_for_requests
+
+pytestmark = pytest.mark.anyio
+
+STALL_SECONDS = 3.0
+CALLS_PER_ERA = 2
+
+
+async def test_sigterm_drains_calls_in_flight_and_closes_listen_streams(
+    fake_knock: FakeKnock, tmp_path: Path
+) -> None:
+    # Knock answers every call in flight slowly, so SIGTERM lands while they wait.
+    slow = Reply(200, json.dumps(load_fixture("completed")).encode(), stall_seconds=STALL_SECONDS)
+    fake_knock.fail_next(*[slow] * (2 * CALLS_PER_ERA))
+    answers: list[tuple[str, bool, str]] = []
+    listener_acknowledged = anyio.Event()
+    listener_end: list[str] = []
+    terminated_at: list[float] = []
+
+    async def call(mode: str) -> None:
+        async with client_for(server, mode) as client:
+            await client.list_tools()  # so the call itself is the only request in flight
+            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+            answers.append((mode, result.is_error, text(result)))
+
+    async def listen() -> None:
+        async with client_for(server, "auto") as client, client.listen(resources_list_changed=True) as events:
+            listener_acknowledged.set()
+            async for _ in events:
+                pass
+        listener_end.append(f"graceful after {time.monotonic() - terminated_at[0]:.1f} s")
+
+    with HttpServer(knock_env(fake_knock, KNOCK_TIMEOUT="10"), tmp_path) as server:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listen)
+            await listener_acknowledged.wait()
+            for mode in ("auto", "legacy") * CALLS_PER_ERA:
+                tasks.start_soon(call, mode)
+            await wait_for_requests(fake_knock, 2 * CALLS_PER_ERA)
+            server.terminate()
+            terminated_at.append(time.monotonic())
+            refusal = await refused_while_draining(server)
+            assert answers == [], "the calls in flight should still be waiting on Knock"
+        exit_code = await anyio.to_thread.run_sync(server.wait)
+        drain_seconds = time.monotonic() - terminated_at[0]
+    assert sorted(mode for mode, _, _ in answers) == sorted(["auto", "legacy"] * CALLS_PER_ERA)
+    for mode, is_error, answer in answers:
+        assert not is_error, (mode, answer)
+        assert "has completed" in answer
+    assert refusal in ("503", "connection refused")
+    assert len(listener_end) == 1
+    assert drain_seconds < LISTEN_GRACE_SECONDS + 10
+    assert exit_code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it drained for
+    logged = server.stderr()
+    assert "Shutting down: refusing new requests" in logged
+    assert "Traceback" not in logged
+    assert "Cancelling" not in logged
+
+
+async def refused_while_draining(server: HttpServer) -> str:
+    """A new request once the drain has begun: 503 from the app, or no connection at all once uvicorn
+    has closed its socket. Either way it is not served."""
+    async with httpx2.AsyncClient() as http:
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    health = await http.get(f"{server.url}/healthz")
+                except httpx2.ConnectError:
+                    return "connection refused"
+                if health.status_code == 503:
+                    assert health.json()["status"] == "draining"
+                    return "503"
+                await anyio.sleep(0.01)
