@@ -228,7 +228,10 @@ async def test_two_tenants_never_see_each_others_operations(
             tasks.start_soon(tenant, TENANT_B)
     for (key, operation_id), answered in outcomes.items():
         assert answered == [operation_id == own[key]] * 5, (key, operation_id)
-    assert len(fake_knock.requests) == 20
+    # Every key asked Knock itself: an operation read (and cached) with one key was never the answer
+    # for the other.
+    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
+    assert asked == {(f"Bearer {key}", operation_id) for key in own for operation_id in own.values()}
     logged = server.stderr()
     assert TENANT_A not in logged
     assert TENANT_B not in logged
@@ -265,10 +268,15 @@ async def test_a_request_body_over_the_limit_is_refused(fake_knock: FakeKnock, t
 async def test_a_hundred_concurrent_calls_are_all_answered(
     fake_knock: FakeKnock, tmp_path: Path, mode: str
 ) -> None:
+    # One operation per call, so that each is a request of its own to Knock (the server would
+    # rightly share one read between calls for the same operation).
+    ids = [f"{number:08d}-0000-4000-8000-000000000000" for number in range(100)]
+    for operation_id in ids:
+        fake_knock.operations[operation_id] = load_fixture("completed") | {"id": operation_id}
     answers: dict[int, str] = {}
 
     async def call(number: int, client: Client) -> None:
-        operation_id = FIXTURE_IDS[number % len(FIXTURE_IDS)]
+        operation_id = ids[number]
         result = await client.call_tool("get_bulk_operation", {"id": operation_id})
         assert not result.is_error, text(result)
         assert result.structured_content is not None
@@ -280,7 +288,7 @@ async def test_a_hundred_concurrent_calls_are_all_answered(
             async with anyio.create_task_group() as tasks:
                 for number in range(100):
                     tasks.start_soon(call, number, client)
-    assert answers == {number: FIXTURE_IDS[number % len(FIXTURE_IDS)] for number in range(100)}
+    assert answers == dict(enumerate(ids))
     assert len(fake_knock.requests) == 100
 
 

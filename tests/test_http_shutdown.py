@@ -4,20 +4,21 @@ gracefully, and the process exits."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
 
 from conftest import load_fixture
-from fake_knock import FakeKnock, Reply
+from fake_knock import FakeKnock
 from http_server import HttpServer
 from knock_mcp.http import LISTEN_GRACE_SECONDS
-from test_http import COMPLETED_ID, client_for, knock_env, text, wait_for_requests
+from test_http import client_for, knock_env, text, wait_for_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -28,18 +29,22 @@ CALLS_PER_ERA = 2
 async def test_sigterm_drains_calls_in_flight_and_closes_listen_streams(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
-    # Knock answers every call in flight slowly, so SIGTERM lands while they wait.
-    slow = Reply(200, json.dumps(load_fixture("completed")).encode(), stall_seconds=STALL_SECONDS)
-    fake_knock.fail_next(*[slow] * (2 * CALLS_PER_ERA))
+    # Knock answers every call in flight slowly, so SIGTERM lands while they wait. Each call asks for
+    # an operation of its own, so none shares another's read.
+    ids = [f"5{number:07d}-0000-4000-8000-000000000000" for number in range(2 * CALLS_PER_ERA)]
+    for operation_id in ids:
+        fake_knock.operations[operation_id] = partial(
+            slowly, load_fixture("completed") | {"id": operation_id}
+        )
     answers: list[tuple[str, bool, str]] = []
     listener_acknowledged = anyio.Event()
     listener_end: list[str] = []
     terminated_at: list[float] = []
 
-    async def call(mode: str) -> None:
+    async def call(mode: str, operation_id: str) -> None:
         async with client_for(server, mode) as client:
             await client.list_tools()  # so the call itself is the only request in flight
-            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+            result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
             answers.append((mode, result.is_error, text(result)))
 
     async def listen() -> None:
@@ -53,8 +58,8 @@ async def test_sigterm_drains_calls_in_flight_and_closes_listen_streams(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(listen)
             await listener_acknowledged.wait()
-            for mode in ("auto", "legacy") * CALLS_PER_ERA:
-                tasks.start_soon(call, mode)
+            for mode, operation_id in zip(("auto", "legacy") * CALLS_PER_ERA, ids, strict=True):
+                tasks.start_soon(call, mode, operation_id)
             await wait_for_requests(fake_knock, 2 * CALLS_PER_ERA)
             server.terminate()
             terminated_at.append(time.monotonic())
@@ -74,6 +79,12 @@ async def test_sigterm_drains_calls_in_flight_and_closes_listen_streams(
     assert "Shutting down: refusing new requests" in logged
     assert "Traceback" not in logged
     assert "Cancelling" not in logged
+
+
+def slowly(payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs in the fake Knock's thread for this one request."""
+    time.sleep(STALL_SECONDS)
+    return payload
 
 
 async def refused_while_draining(server: HttpServer) -> str:
