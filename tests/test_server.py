@@ -124,7 +124,8 @@ async def test_get_caps_error_items_everywhere_and_says_how_many_were_left_out(
     assert (view.error_items_total, view.error_items_shown, view.error_items_omitted) == (12_000, 50, 11_950)
     assert view.note == (
         "Showing failed items 1-50 of 12,000. Call get_bulk_operation again with error_items_offset=50 "
-        "for the next ones (max_error_items takes up to 1,000)."
+        "for the next ones (max_error_items takes up to 1,000); to resubmit failed items, list_failed_items "
+        "gives just their ids, by collection."
     )
     assert json.loads(text(result)) == result.structured_content
     raw_size = len(json.dumps(many_failures))
@@ -235,7 +236,7 @@ async def test_an_invalid_id_is_refused_before_any_request(client: Client, fake_
 
 async def test_without_a_key_the_server_runs_and_explains(settings: Settings, fake_knock: FakeKnock) -> None:
     async with Client(create_server(replace(settings, api_key=None))) as client:
-        assert len((await client.list_tools()).tools) == 3
+        assert len((await client.list_tools()).tools) == 4
         result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
     assert result.is_error
     assert "KNOCK_API_KEY is not set" in text(result)

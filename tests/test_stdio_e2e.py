@@ -35,7 +35,12 @@ async def test_stdio_server_answers_and_never_leaks_the_key(
     with stderr_path.open("w") as errlog:
         async with server(env, errlog, mode=mode) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert tools == {"get_bulk_operation", "summarize_bulk_operation", "wait_for_bulk_operation"}
+            assert tools == {
+                "get_bulk_operation",
+                "summarize_bulk_operation",
+                "wait_for_bulk_operation",
+                "list_failed_items",
+            }
             summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
             assert not summary.is_error
             assert isinstance(summary.content[0], TextContent)

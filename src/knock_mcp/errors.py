@@ -53,6 +53,17 @@ class InvalidOperationId(KnockMcpError):
         )
 
 
+class InvalidCursor(KnockMcpError):
+    """A `list_failed_items` cursor that does not belong to this operation and collection."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"This cursor cannot be used: {problem}. Pass the next_cursor of the previous "
+            "list_failed_items result unchanged, with the same id, or leave cursor out to start from the "
+            "first failed item."
+        )
+
+
 class AuthenticationFailed(KnockMcpError):
     """Knock rejected the key (401)."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,15 +16,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import httpx2
+from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BeforeValidator, Field, SecretStr
 
 from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
+from knock_mcp.failed_items import FailedItemsPage, failed_items_page
 from knock_mcp.knock_client import KnockClient, build_http_client
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
+from knock_mcp.retry import retry_prompt
 from knock_mcp.settings import DEFAULT_CALL_DEADLINE, Settings
 from knock_mcp.summary import (
     BulkOperationSummary,
@@ -56,8 +60,10 @@ identify, delete or set preferences of users, bulk set objects, tenants, schedul
 message status) start and return a handle for. Knock has no endpoint that lists operations: ask the \
 user for the operation id (a UUID in the bulk endpoint's response) if you do not have it. \
 Use summarize_bulk_operation to answer people; use get_bulk_operation for exact fields; use \
-wait_for_bulk_operation to follow a running job to its end instead of asking again and again. \
-The resource knock://bulk_operations/{id} holds the same JSON as get_bulk_operation."""
+wait_for_bulk_operation to follow a running job to its end instead of asking again and again; use \
+list_failed_items for the ids of failed items, grouped by collection, to resubmit them (the prompt \
+retry_failed_items plans such a retry). The resource knock://bulk_operations/{id} holds the same \
+JSON as get_bulk_operation."""
 
 # Tool descriptions are product copy the model reads: what comes back, and when to use which tool.
 GET_DESCRIPTION = (
@@ -91,6 +97,14 @@ WAIT_DESCRIPTION = (
     "true and next_step says to call again. Sends progress notifications (rows processed of the "
     "estimate) when the client asks for them. Repeated or concurrent waits on one operation share one "
     "poll of Knock, and a finished operation is answered without asking Knock again."
+)
+
+LIST_FAILED_DESCRIPTION = (
+    "List the failed items of one Knock bulk operation as ids grouped by collection, ready to resubmit to "
+    f"the bulk endpoint that started the job (resubmit_to names it when knock-mcp knows it): up to "
+    f"{MAX_ITEMS_PER_PAGE:,} per page, which is also the most one bulk request takes. Returns the total, "
+    "the count per collection, and next_cursor: pass it back as cursor for the next page until it is "
+    "null. Use it to retry failures; use get_bulk_operation to see the failed items' full records."
 )
 
 READ_ONLY = ToolAnnotations(
@@ -158,6 +172,33 @@ WaitTimeout = Annotated[
         description=(
             f"How long to wait for the job to finish, in seconds, from 0 to {MAX_WAIT_SECONDS} (default "
             f"{MAX_WAIT_SECONDS}). 0 answers at once with the current state."
+        ),
+    ),
+]
+
+
+Collection = Annotated[
+    str | None,
+    Field(
+        description=(
+            "Only this object collection, e.g. 'projects' (from counts_by_collection); leave it out for all. "
+            "Users and tenants have no collection."
+        ),
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Field(description="The next_cursor of the previous result, unchanged; leave it out for the first page."),
+]
+PageLimit = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    Field(
+        ge=1,
+        le=MAX_ITEMS_PER_PAGE,
+        description=(
+            f"How many ids per page, from 1 to {MAX_ITEMS_PER_PAGE:,} (default {MAX_ITEMS_PER_PAGE:,}, the "
+            "most one bulk request takes)."
         ),
     ),
 ]
@@ -327,6 +368,46 @@ def create_server(
         id: OperationId, ctx: Context[ServerState], timeout_seconds: WaitTimeout = MAX_WAIT_SECONDS
     ) -> Annotated[CallToolResult, WaitResult]:
         return await answer_with(ctx, lambda state: wait_for(state, ctx, id, timeout_seconds))
+
+    @server.tool(title="List failed items", description=LIST_FAILED_DESCRIPTION, annotations=READ_ONLY)
+    async def list_failed_items(
+        id: OperationId,
+        ctx: Context[ServerState],
+        collection: Collection = None,
+        cursor: Cursor = None,
+        limit: PageLimit = MAX_ITEMS_PER_PAGE,
+    ) -> Annotated[CallToolResult, FailedItemsPage]:
+
+        def respond(operation: BulkOperation, _: ServerState) -> CallToolResult:
+            page = failed_items_page(operation, collection, cursor, limit)
+            return CallToolResult(
+                content=[TextContent(type="text", text=compact_json(page))],
+                structured_content=page.model_dump(mode="json"),
+            )
+
+        return await answer(ctx, id, respond)
+
+    @server.prompt(
+        title="Retry failed items",
+        description=(
+            "Plan a retry of a bulk operation's failed items: the operation's facts, the Knock bulk "
+            "endpoint that matches its name, which ids to resubmit, in batches of at most 1,000, one "
+            "request per second."
+        ),
+    )
+    async def retry_failed_items(id: OperationId, ctx: Context[ServerState]) -> str:
+        state = ctx.request_context.lifespan_context
+        try:
+            operation = await state.fetch(id)
+        except (InvalidOperationId, OperationNotFound) as error:
+            raise MCPError(INVALID_PARAMS, state.public_text(error)) from None
+        except KnockMcpError as error:
+            raise MCPError(INTERNAL_ERROR, state.public_text(error)) from None
+        except Exception:
+            logger.exception("knock-mcp failed unexpectedly")
+            raise MCPError(INTERNAL_ERROR, UNEXPECTED_FAILURE) from None
+        collections = Counter(item.collection for item in operation.error_items or []).most_common()
+        return retry_prompt(summarize(operation, state.now()), collections)
 
     @server.resource(
         "knock://bulk_operations/{id}",

@@ -247,8 +247,8 @@ def _after_completion(summary: BulkOperationSummary) -> str:
         return "Nothing to do: every processed row succeeded."
     return (
         f"Fix the {failures:,} failed item{_plural(failures)} and resubmit them to the bulk endpoint "
-        f"that started this job; get_bulk_operation lists their ids, up to {MAX_ITEMS_PER_PAGE:,} per "
-        "call (error_items_offset pages through the rest)."
+        f"that started this job; list_failed_items gives their ids by collection, {MAX_ITEMS_PER_PAGE:,} "
+        "per page, ready to resubmit (the prompt retry_failed_items plans the retry)."
     )
 
 

@@ -112,7 +112,8 @@ def _page_note(total: int, offset: int, shown: int, limit: int, budget_cut: bool
         raise_limit = "" if budget_cut else f" (max_error_items takes up to {MAX_ITEMS_PER_PAGE:,})"
         return (
             f"{note}. Call get_bulk_operation again with error_items_offset={last} for the next "
-            f"ones{raise_limit}."
+            f"ones{raise_limit}; to resubmit failed items, list_failed_items gives just their ids, by "
+            "collection."
         )
     return f"{note}, the last ones. error_items_offset=0 starts again from the first."
 
