@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -41,13 +41,14 @@ class HttpServer:
         env: Mapping[str, str],
         log_dir: Path,
         args: Sequence[str] = (),
-        command: Sequence[str] | None = None,
+        command: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
+        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp_url = f"{self.url}/mcp"
         self._argv = (
-            [*command]
+            [*command(self.port)]
             if command is not None
             else [KNOCK_MCP, "--transport", "http", "--port", str(self.port), "--log-level", "debug", *args]
         )
