@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import load_fixture
 from fake_knock import FakeKnock
 from http_server import HttpServer
+from knock_mcp.http import set_nodelay_on_inherited_sockets
 from test_http import client_for, knock_env, text
 
 pytestmark = pytest.mark.anyio
@@ -97,3 +99,15 @@ async def test_two_workers_on_one_port_both_serve_calls(fake_knock: FakeKnock, t
     logged = server.stderr()
     assert logged.count("Started server process") == WORKERS
     assert "Traceback" not in logged
+
+
+def test_inherited_sockets_get_nodelay_and_stay_open() -> None:
+    """What a worker's factory does to the socket uvicorn's supervisor bound (protocol number 0, so
+    asyncio leaves Nagle's algorithm on for every connection it accepts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as inherited:
+        inherited.bind(("127.0.0.1", 0))
+        assert inherited.proto == 0
+        assert inherited.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        set_nodelay_on_inherited_sockets()
+        assert inherited.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        inherited.listen()  # still open and usable: the function only borrowed the descriptor

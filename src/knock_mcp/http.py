@@ -12,6 +12,7 @@ keep a deployment safe (no open server off loopback, DNS-rebinding protection) h
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import ipaddress
@@ -20,6 +21,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -343,10 +345,42 @@ def create_app() -> KnockMcpApp:
     try:
         config = load_http_config(os.environ)
         logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
-        return build_app(config, os.environ)
+        app = build_app(config, os.environ)
     except ConfigurationError as error:
         print(f"knock-mcp: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    set_nodelay_on_inherited_sockets()
+    # As the command line does: keep the objects created by imports out of every full collection.
+    gc.freeze()
+    return app
+
+
+def set_nodelay_on_inherited_sockets() -> None:
+    """Turn Nagle's algorithm off on the listening socket a uvicorn worker inherited.
+
+    `uvicorn --workers N` binds its socket as `socket.socket(family)`, whose protocol number is 0,
+    and asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP. So every connection a worker
+    accepts keeps Nagle's algorithm on, and each response (headers, then body: two writes) waits
+    ~40 ms for the client's delayed ACK: measured p50 48 ms per call with two workers against 1.9 ms
+    with one. Linux copies TCP_NODELAY from a listening socket to the connections it accepts, so
+    setting it once here fixes all of them. Elsewhere (no /proc, or no such socket) it does nothing.
+    """
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for descriptor in descriptors:
+        try:
+            candidate = socket.socket(fileno=int(descriptor))
+        except (OSError, ValueError):
+            continue  # not a socket, or the directory listing's own descriptor, closed since
+        try:
+            if candidate.family in (socket.AF_INET, socket.AF_INET6) and candidate.type == socket.SOCK_STREAM:
+                candidate.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        finally:
+            candidate.detach()  # the descriptor stays uvicorn's
 
 
 def serve(app: KnockMcpApp, config: HttpConfig) -> None:
