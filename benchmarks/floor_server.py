@@ -6,6 +6,7 @@ knock-mcp costs beyond this server is the price of what it adds. Keep it this sm
 would flatter nobody, a slower one would flatter knock-mcp.
 
     KNOCK_API_KEY=sk_... KNOCK_BASE_URL=http://127.0.0.1:PORT python benchmarks/floor_server.py
+    uvicorn --app-dir benchmarks --factory floor_server:create_http_app ...   (for bench_http.py)
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from contextlib import asynccontextmanager
 
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from knock_mcp.http import set_nodelay_on_inherited_sockets
 
 
 @asynccontextmanager
@@ -36,6 +42,19 @@ async def get_bulk_operation(id: str, ctx: Context[httpx2.AsyncClient]) -> str:
     # Without this a 404 would come back as a successful result and the benchmark could not tell.
     response.raise_for_status()
     return response.text
+
+
+def create_http_app() -> Starlette:
+    """The floor over HTTP, served as knock-mcp is: stateless, SSE responses, loopback Host checks
+    (the SDK's default for 127.0.0.1). /healthz only tells the benchmark that it is up."""
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    set_nodelay_on_inherited_sockets()  # as knock-mcp's factory does: a fix to uvicorn's workers
+    app = server.streamable_http_app(stateless_http=True, json_response=False)
+    app.add_route("/healthz", healthz, methods=["GET"])
+    return app
 
 
 if __name__ == "__main__":
