@@ -41,8 +41,8 @@ Payload = dict[str, Any]
 
 
 class Advancing:
-    """An operation that moves through `stages`: one stage per request served (`per_request`), or one
-    per `seconds_per_stage` from its first request. It stays at the last stage."""
+    """An operation that moves through `stages`: one stage per request served, or, given
+    `seconds_per_stage`, one per that many seconds from its first request. It stays at the last stage."""
 
     def __init__(self, stages: Sequence[Payload], *, seconds_per_stage: float | None = None) -> None:
         self.stages = list(stages)

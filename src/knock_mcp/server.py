@@ -26,6 +26,7 @@ from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
 from knock_mcp.failed_items import FailedItemsPage, failed_items_page
 from knock_mcp.knock_client import KnockClient, build_http_client
+from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.retry import retry_prompt
 from knock_mcp.settings import DEFAULT_CALL_DEADLINE, Settings
@@ -330,6 +331,8 @@ def create_server(
         instructions=instructions,
         lifespan=lifespan,
         log_level=log_level,
+        subscriptions=ListenStreamBus(),
+        middleware=[follow_listened_operations],
     )
 
     @server.tool(title="Get bulk operation", description=GET_DESCRIPTION, annotations=READ_ONLY)

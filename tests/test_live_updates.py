@@ -1,0 +1,154 @@
+"""Live updates: a listening client hears each change until the final state, from the shared loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.subscriptions import ResourceUpdated
+from mcp.server.mcpserver import MCPServer
+from pydantic import SecretStr
+
+from conftest import SECRET, eventually
+from fake_knock import Advancing, FakeKnock
+from http_server import HttpServer
+from knock_mcp.server import ServerState, create_server
+from knock_mcp.settings import Settings
+from test_http import TENANT_A, TENANT_B, client_for
+from test_waiting import LIVE_ID, QUICK, stages
+
+pytestmark = pytest.mark.anyio
+
+URI = f"knock://bulk_operations/{LIVE_ID}"
+KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
+
+
+async def updates_until_final(client: Client, uri: str = URI) -> list[str]:
+    heard: list[str] = []
+    async with client.listen(resource_subscriptions=[uri]) as subscription:
+        with anyio.fail_after(30):
+            async for event in subscription:
+                assert isinstance(event, ResourceUpdated)
+                heard.append(event.uri)
+                read = await client.read_resource(uri)
+                if '"status":"completed"' in str(read.contents[0]):
+                    break
+    return heard
+
+
+async def test_a_listener_hears_each_change_until_the_final_state(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
+    fake_knock.operations[LIVE_ID] = Advancing(stages())
+    async with Client(create_server(settings, poll_policy=QUICK)) as client:
+        heard = await updates_until_final(client)
+        # queued, then four steps of processing and completed: five changes after the first answer.
+        assert heard == [URI] * 5
+        polled = len(fake_knock.requests_for(LIVE_ID))
+        await anyio.sleep(5 * QUICK.first_interval)
+        assert len(fake_knock.requests_for(LIVE_ID)) == polled, "polling stops at the final state"
+
+
+async def test_polling_stops_when_the_listener_stops(settings: Settings, fake_knock: FakeKnock) -> None:
+    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
+    async with Client(create_server(settings, poll_policy=QUICK)) as client:
+        async with client.listen(
+            resource_subscriptions=[URI, "knock://bulk_operations/nonsense", "other://x"]
+        ):
+            await eventually(lambda: len(fake_knock.requests_for(LIVE_ID)) >= 3)
+        await anyio.sleep(QUICK.first_interval)
+        after_one_interval = len(fake_knock.requests_for(LIVE_ID))
+        await anyio.sleep(5 * QUICK.first_interval)
+        assert len(fake_knock.requests_for(LIVE_ID)) == after_one_interval
+        assert len(fake_knock.requests) == len(fake_knock.requests_for(LIVE_ID))
+
+
+async def test_nothing_polls_without_a_listener_or_a_waiter(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
+    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
+    async with Client(create_server(settings, poll_policy=QUICK)) as client:
+        await client.read_resource(URI)
+        await anyio.sleep(5 * QUICK.first_interval)
+    assert len(fake_knock.requests) == 1
+
+
+async def test_a_listener_never_hears_about_another_keys_operation(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
+    """Key a's environment owns the operation; key b listens to the same URI and must hear nothing,
+    though a's loop announces every change."""
+    keys = {"a": SecretStr(SECRET), "b": SecretStr("sk_test_other_environment")}
+    serving = ["b"]
+    server: MCPServer[ServerState] = create_server(
+        settings, api_key=lambda: keys[serving[0]], poll_policy=QUICK
+    )
+    fake_knock.operations[LIVE_ID] = Advancing(stages())
+    fake_knock.owners[LIVE_ID] = SECRET
+    heard_by_b: list[object] = []
+    async with Client(server) as client, client.listen(resource_subscriptions=[URI]) as as_b:
+        serving[0] = "a"
+
+        async def collect() -> None:
+            async for event in as_b:
+                heard_by_b.append(event)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(collect)
+            heard_by_a = await updates_until_final(client)
+            await anyio.sleep(3 * QUICK.first_interval)
+            group.cancel_scope.cancel()
+    assert heard_by_a
+    assert set(heard_by_a) == {URI}
+    assert heard_by_b == []
+    by_b = [
+        seen
+        for seen in fake_knock.requests_for(LIVE_ID)
+        if "other_environment" in seen.headers["Authorization"]
+    ]
+    assert len(by_b) == 1, "b's loop stopped at Knock's 404"
+
+
+async def test_listening_over_stdio(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    fake_knock.operations[LIVE_ID] = Advancing(stages(steps=2))
+    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
+    parameters = StdioServerParameters(command=KNOCK_MCP, env=env)
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with Client(stdio_client(parameters, errlog=errlog)) as client:
+            heard = await updates_until_final(client)
+    assert heard == [URI] * 2
+    assert SECRET not in (tmp_path / "stderr.log").read_text()
+
+
+async def test_listening_over_http_per_caller_key(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    """Over HTTP with each caller's own key: tenant A hears its operation advance; tenant B, listening
+    to the same URI with a key of another environment, hears nothing."""
+    fake_knock.operations[LIVE_ID] = Advancing(stages(steps=2))
+    fake_knock.owners[LIVE_ID] = TENANT_A
+    env = {"KNOCK_BASE_URL": fake_knock.base_url, "KNOCK_TIMEOUT": "2"}
+    heard_by_b: list[object] = []
+    with HttpServer(env, tmp_path, ["--auth", "knock-key"]) as server:
+        async with (
+            client_for(server, "auto", {"Authorization": f"Bearer {TENANT_B}"}) as tenant_b,
+            tenant_b.listen(resource_subscriptions=[URI]) as as_b,
+            client_for(server, "auto", {"Authorization": f"Bearer {TENANT_A}"}) as tenant_a,
+        ):
+
+            async def collect() -> None:
+                async for event in as_b:
+                    heard_by_b.append(event)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(collect)
+                heard_by_a = await updates_until_final(tenant_a)
+                group.cancel_scope.cancel()
+        logged = server.stderr()
+    assert heard_by_a
+    assert set(heard_by_a) == {URI}
+    assert heard_by_b == []
+    for secret in (TENANT_A, TENANT_B):
+        assert secret not in logged
