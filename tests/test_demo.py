@@ -6,9 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
+from mcp import Client
+from pydantic import SecretStr
 
-from knock_mcp.demo import DEMO_OPERATIONS, LIVE_ID, DemoKnock
+from knock_mcp.demo import DEMO_BASE_URL, DEMO_OPERATIONS, LIVE_ID, DemoKnock
 from knock_mcp.models import BulkOperation, BulkOperationStatus
+from knock_mcp.server import create_server
+from knock_mcp.settings import Settings
 
 CYCLE_START = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -58,3 +62,25 @@ def test_anything_else_is_a_knock_style_404(path: str) -> None:
     response = DemoKnock().handle(httpx2.Request("GET", f"https://demo{path}"))
     assert response.status_code == 404
     assert response.json()["code"] == "resource_missing"
+
+
+@pytest.mark.anyio
+async def test_the_demo_server_follows_the_live_operation_into_its_next_cycle() -> None:
+    """A real final operation never changes, so it is cached; the demo's live one starts over every
+    cycle, so the demo server does not cache final operations."""
+    moment = [CYCLE_START + timedelta(seconds=260)]
+    server = create_server(
+        Settings(api_key=SecretStr("sk_demo"), base_url=DEMO_BASE_URL),
+        transport=DemoKnock(now=lambda: moment[0]).transport(),
+        cache_final_operations=False,
+    )
+    async with Client(server) as client:
+        first = await client.call_tool("summarize_bulk_operation", {"id": LIVE_ID})
+        moment[0] += timedelta(seconds=45)
+        second = await client.call_tool("summarize_bulk_operation", {"id": LIVE_ID})
+    assert first.structured_content is not None
+    assert second.structured_content is not None
+    assert (first.structured_content["status"], second.structured_content["status"]) == (
+        "completed",
+        "queued",
+    )

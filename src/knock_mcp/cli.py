@@ -30,6 +30,7 @@ from knock_mcp.errors import ConfigurationError
 from knock_mcp.http import AUTH_MODES, LOG_FORMAT, HttpFlags, build_app, load_http_config, serve
 from knock_mcp.server import LogLevel, ServerState, create_server
 from knock_mcp.settings import Settings, load_settings
+from knock_mcp.terminal import progress_line_for
 
 logger = logging.getLogger("knock_mcp")
 
@@ -196,6 +197,7 @@ def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MC
             settings,
             transport=DemoKnock().transport(),
             extra_instructions=demo_instructions(),
+            cache_final_operations=False,
             log_level=log_level,
         )
     config: Settings | ConfigurationError
@@ -215,12 +217,22 @@ def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MC
 
 
 async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:
-    async with Client(server) as client:
-        tools = {listed.name: listed for listed in (await client.list_tools()).tools}
-        listed = tools.get(tool)
-        # Usage errors are raised outside the client: inside, its task group would wrap them.
-        arguments = _parse_arguments(assignments, listed.input_schema) if listed else None
-        result = await client.call_tool(tool, arguments) if arguments is not None else None
+    progress = progress_line_for(sys.stderr)
+    on_progress = progress.update if progress is not None else None
+    try:
+        async with Client(server) as client:
+            tools = {listed.name: listed for listed in (await client.list_tools()).tools}
+            listed = tools.get(tool)
+            # Usage errors are raised outside the client: inside, its task group would wrap them.
+            arguments = _parse_arguments(assignments, listed.input_schema) if listed else None
+            result = (
+                await client.call_tool(tool, arguments, progress_callback=on_progress)
+                if arguments is not None
+                else None
+            )
+    finally:
+        if progress is not None:
+            progress.finish()
     if result is None:
         if listed is None:
             raise UsageError(f"no tool named {tool!r}; the tools are: {', '.join(sorted(tools))}")

@@ -316,6 +316,7 @@ def build_app(config: HttpConfig, environ: Mapping[str, str]) -> KnockMcpApp:
             transport=DemoKnock().transport(),
             api_key=key_source,
             extra_instructions=demo_instructions(),
+            cache_final_operations=False,
             log_level=config.log_level,
         )
         return KnockMcpApp(server, config, knock_key_configured=True)

@@ -38,7 +38,7 @@ from knock_mcp.summary import (
     summarize,
     wait_result,
 )
-from knock_mcp.tracker import OperationTracker, PollPolicy
+from knock_mcp.tracker import Fetch, FinalOperationCache, OperationTracker, PollPolicy
 from knock_mcp.views import (
     DEFAULT_MAX_ERROR_ITEMS,
     BoundedOperation,
@@ -300,11 +300,17 @@ def create_server(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_level: LogLevel = "WARNING",
     poll_policy: PollPolicy | None = None,
+    cache_final_operations: bool = True,
 ) -> MCPServer[ServerState]:
     """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
     says where each request's Knock key comes from (default: the configured KNOCK_API_KEY);
-    `poll_policy` sets how waits poll (tests make it quick)."""
+    `poll_policy` sets how waits poll (tests make it quick). `cache_final_operations=False` is for
+    the demo, whose live operation starts over every few minutes, as no real operation does."""
     key_source = api_key or configured_key(config)
+
+    def tracker(fetch: Fetch) -> OperationTracker:
+        cache = FinalOperationCache() if cache_final_operations else FinalOperationCache(max_entries=0)
+        return OperationTracker(fetch, policy=poll_policy, cache=cache)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
@@ -313,15 +319,15 @@ def create_server(
             async def refuse(operation_id: str, key: SecretStr | None) -> BulkOperation:
                 raise config
 
-            async with OperationTracker(refuse, policy=poll_policy) as tracker:
-                yield ServerState(tracker=tracker, api_key=key_source, now=now)
+            async with tracker(refuse) as refusing:
+                yield ServerState(tracker=refusing, api_key=key_source, now=now)
             return
         async with (
             build_http_client(config, transport) as http,
-            OperationTracker(KnockClient(http, config).get_bulk_operation, policy=poll_policy) as tracker,
+            tracker(KnockClient(http, config).get_bulk_operation) as reading,
         ):
             deadline = config.call_deadline
-            yield ServerState(tracker=tracker, api_key=key_source, now=now, call_deadline=deadline)
+            yield ServerState(tracker=reading, api_key=key_source, now=now, call_deadline=deadline)
 
     instructions = INSTRUCTIONS if extra_instructions is None else f"{INSTRUCTIONS}\n\n{extra_instructions}"
     server: MCPServer[ServerState] = MCPServer(

@@ -191,8 +191,8 @@ class OperationTracker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
-        self.policy = policy or PollPolicy()
-        self.cache = cache or FinalOperationCache()
+        self.policy = policy if policy is not None else PollPolicy()
+        self.cache = cache if cache is not None else FinalOperationCache()
         self._clock = clock
         self._salt = os.urandom(32)
         self._entries: dict[Address, _Entry] = {}
