@@ -48,18 +48,18 @@ class Advancing:
         self.stages = list(stages)
         self.seconds_per_stage = seconds_per_stage
         self.served = 0
-        self._first_request: float | None = None
+        self.first_request: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> Payload:
         with self._lock:
             now = time.monotonic()
-            if self._first_request is None:
-                self._first_request = now
+            if self.first_request is None:
+                self.first_request = now
             if self.seconds_per_stage is None:
                 stage = self.served
             else:
-                stage = int((now - self._first_request) / self.seconds_per_stage)
+                stage = int((now - self.first_request) / self.seconds_per_stage)
             self.served += 1
             return self.stages[min(stage, len(self.stages) - 1)]
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from conftest import SECRET, eventually
 from fake_knock import Advancing, FakeKnock
 from http_server import HttpServer
+from knock_mcp.live_updates import MAX_FOLLOWED_PER_STREAM
 from knock_mcp.server import ServerState, create_server
 from knock_mcp.settings import Settings
 from test_http import TENANT_A, TENANT_B, client_for
@@ -152,3 +153,20 @@ async def test_listening_over_http_per_caller_key(fake_knock: FakeKnock, tmp_pat
     assert heard_by_b == []
     for secret in (TENANT_A, TENANT_B):
         assert secret not in logged
+
+
+async def test_one_stream_follows_at_most_a_hundred_operations(
+    settings: Settings, fake_knock: FakeKnock, caplog: pytest.LogCaptureFixture
+) -> None:
+    uris = [
+        f"knock://bulk_operations/{n:08d}-0000-4000-8000-000000000000"
+        for n in range(MAX_FOLLOWED_PER_STREAM + 5)
+    ]
+    async with (
+        Client(create_server(settings, poll_policy=QUICK)) as client,
+        client.listen(resource_subscriptions=uris),
+    ):
+        await eventually(lambda: len({seen.path for seen in fake_knock.requests}) >= MAX_FOLLOWED_PER_STREAM)
+        await anyio.sleep(3 * QUICK.first_interval)
+    assert len({seen.path for seen in fake_knock.requests}) == MAX_FOLLOWED_PER_STREAM
+    assert "more than 100 bulk operations" in caplog.text

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LISTEN_METHOD = "subscriptions/listen"
+# Each followed operation is a poll loop asking Knock with the caller's (or the server's) key; one
+# stream may not start more than this many. Further URIs are honoured by the SDK but not followed.
+MAX_FOLLOWED_PER_STREAM = 100
 _OPERATION_URI = re.compile(r"knock://bulk_operations/([^/?#]+)")
 
 
@@ -80,14 +83,22 @@ async def follow_listened_operations(
     stream = _ListenStream()
     with ExitStack() as following:
         key = state.api_key()
+        followed = 0
         for uri in params.notifications.resource_subscriptions or ():
             match = _OPERATION_URI.fullmatch(uri)
             if match is None:
                 continue
+            if followed == MAX_FOLLOWED_PER_STREAM:
+                logger.warning(
+                    "A listen stream asked to follow more than %d bulk operations; the rest get no updates",
+                    MAX_FOLLOWED_PER_STREAM,
+                )
+                break
             try:
                 following.enter_context(
                     state.tracker.listening(match.group(1), key, partial(stream.announce, uri))
                 )
+                followed += 1
             except InvalidOperationId:
                 logger.info("Not following %r: not a bulk operation id", uri[:200])
         token = _OPENING.set(stream)
