@@ -71,7 +71,7 @@ GET_DESCRIPTION = (
     "Get the full, validated record of one Knock bulk operation: status, row counts, timestamps, "
     f"progress_path and the failed items (the first {DEFAULT_MAX_ERROR_ITEMS} unless max_error_items says "
     "otherwise; error_items_offset pages through long lists). Use it when you need exact fields or the "
-    "failed ids themselves, e.g. to resubmit them; "
+    "failed items' full records; to resubmit failed items, list_failed_items gives just their ids; "
     'to answer a person ("how far along is my import?", "why did it fail?") use summarize_bulk_operation '
     "instead. Returns `operation` with Knock's fields unchanged, plus error_items_total, "
     "error_items_offset, error_items_shown, error_items_omitted and a `note` saying how to get the "
@@ -82,8 +82,9 @@ SUMMARIZE_DESCRIPTION = (
     "done, rows processed of the estimate, successes and failures, when it was queued, started and "
     "finished, how long it ran and how fast, time left while processing, a preview of failed items by "
     'collection, and the next step to take. Use it to answer people ("is my bulk delete done?", '
-    '"why did last night\'s import fail?"); use get_bulk_operation when you need every field or the full '
-    "list of failed ids. The same facts come back as structured content."
+    '"why did last night\'s import fail?"); use get_bulk_operation when you need every field, '
+    "list_failed_items for the ids of failed items, and wait_for_bulk_operation to follow a running job "
+    "to its end. The same facts come back as structured content."
 )
 # Chat clients commonly abandon a tool call after 60 s (the MCP TypeScript SDK's default request
 # timeout). A wait of at most 45 s leaves time for the last read and the answer to travel back; a
