@@ -1,7 +1,10 @@
-"""What the model sees: the MCP server, its tools and resource, and the one place errors become MCP errors.
+"""What the model sees: the MCP server, its tools, prompt and resource, and the one place errors
+become MCP errors.
 
-Tools fetch through the shared `KnockClient`, then hand the operation to the pure functions in
-`views` and `summary`. Besides this module, only `cli` touches `mcp`: its client, for `call`.
+Tools read through the shared `OperationTracker` (cache, shared requests and poll loops over the
+`KnockClient`), then hand the operation to the pure functions in `views`, `summary`,
+`failed_items` and `retry`. Besides this module, `live_updates` (listen streams), `http` (the
+transport) and `cli` (its client, for `call`) touch `mcp`.
 """
 
 from __future__ import annotations
