@@ -188,3 +188,8 @@ async def test_the_tool_refuses_a_bad_cursor_or_limit_clearly(client: Client, fa
         result = await client.call_tool("list_failed_items", {"id": MANY_ID, "limit": limit})
         assert result.is_error
         assert "limit" in str(result.content)
+    for name, huge in (("collection", "c" * 2001), ("cursor", "x" * 8001)):
+        result = await client.call_tool("list_failed_items", {"id": MANY_ID, name: huge})
+        assert result.is_error
+        assert name in str(result.content)
+        assert len(str(result.content)) < 2000

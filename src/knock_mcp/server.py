@@ -30,7 +30,7 @@ from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpErr
 from knock_mcp.failed_items import FailedItemsPage, failed_items_page
 from knock_mcp.knock_client import KnockClient, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, MAX_TEXT_CHARS, BulkOperation
 from knock_mcp.retry import retry_prompt
 from knock_mcp.settings import DEFAULT_CALL_DEADLINE, Settings
 from knock_mcp.summary import (
@@ -185,6 +185,7 @@ WaitTimeout = Annotated[
 Collection = Annotated[
     str | None,
     Field(
+        max_length=MAX_TEXT_CHARS,
         description=(
             "Only this object collection, e.g. 'projects' (from counts_by_collection); leave it out for all. "
             "Users and tenants have no collection."
@@ -193,7 +194,11 @@ Collection = Annotated[
 ]
 Cursor = Annotated[
     str | None,
-    Field(description="The next_cursor of the previous result, unchanged; leave it out for the first page."),
+    Field(
+        # A cursor holds an offset and a collection name (at most 2,000 characters) in base64.
+        max_length=4 * MAX_TEXT_CHARS,
+        description="The next_cursor of the previous result, unchanged; leave it out for the first page.",
+    ),
 ]
 PageLimit = Annotated[
     int,
