@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import MCPError
 
 from conftest import load_fixture
 from fake_knock import FakeKnock
@@ -81,9 +82,9 @@ async def test_sigterm_drains_calls_in_flight_and_closes_listen_streams(
     assert "Cancelling" not in logged
 
 
-def slowly(payload: dict[str, Any]) -> dict[str, Any]:
+def slowly(payload: dict[str, Any], seconds: float = STALL_SECONDS) -> dict[str, Any]:
     """Runs in the fake Knock's thread for this one request."""
-    time.sleep(STALL_SECONDS)
+    time.sleep(seconds)
     return payload
 
 
@@ -101,3 +102,31 @@ async def refused_while_draining(server: HttpServer) -> str:
                     assert health.json()["status"] == "draining"
                     return "503"
                 await anyio.sleep(0.01)
+
+
+async def test_a_call_still_running_at_the_shutdown_timeout_is_cancelled(
+    fake_knock: FakeKnock, tmp_path: Path
+) -> None:
+    operation_id = "5eeeeeee-0000-4000-8000-000000000000"
+    fake_knock.operations[operation_id] = partial(slowly, load_fixture("completed"), seconds=30)
+    env = knock_env(fake_knock, KNOCK_TIMEOUT="60", KNOCK_MCP_CALL_DEADLINE="120")
+    with HttpServer(env, tmp_path, ["--shutdown-timeout", "2"]) as server:
+        async with anyio.create_task_group() as tasks:
+
+            async def call() -> None:
+                async with client_for(server, "legacy") as client:
+                    await client.list_tools()
+                    # Cut off after the timeout, the stream ends without an answer.
+                    with pytest.raises(MCPError, match="ended without a response"):
+                        await client.call_tool("get_bulk_operation", {"id": operation_id})
+
+            tasks.start_soon(call)
+            await wait_for_requests(fake_knock, 1)
+            server.terminate()
+            terminated = time.monotonic()
+            exit_code = await anyio.to_thread.run_sync(server.wait)
+            assert time.monotonic() - terminated < 15, "the shutdown timeout should bound the drain"
+    assert exit_code in (0, -signal.SIGTERM)
+    logged = server.stderr()
+    assert "Cancelling 1 request(s) still running after 2 s" in logged
+    assert "Traceback" not in logged

@@ -545,19 +545,21 @@ class Drain:
     async def _run(self) -> None:
         await self._requested.wait()
         self.started = True
+        # A short shutdown timeout still leaves half of it for listeners to be closed gracefully.
+        listen_grace = min(LISTEN_GRACE_SECONDS, self.timeout / 2)
         logger.warning(
             "Shutting down: refusing new requests; %d in flight may run for up to %g s; listen streams "
             "close in %g s.",
             len(self._in_flight),
             self.timeout,
-            min(LISTEN_GRACE_SECONDS, self.timeout),
+            listen_grace,
         )
         if not self._in_flight:
             self._idle.set()
-        with anyio.move_on_after(self.timeout):
-            with anyio.move_on_after(LISTEN_GRACE_SECONDS):
-                await self._idle.wait()
-            self.close_listeners()
+        with anyio.move_on_after(listen_grace):
+            await self._idle.wait()
+        self.close_listeners()
+        with anyio.move_on_after(self.timeout - listen_grace):
             await self._idle.wait()
         if self._in_flight:
             logger.warning(
