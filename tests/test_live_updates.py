@@ -20,7 +20,7 @@ from knock_mcp.live_updates import MAX_FOLLOWED_PER_STREAM
 from knock_mcp.server import ServerState, create_server
 from knock_mcp.settings import Settings
 from test_http import TENANT_A, TENANT_B, client_for
-from test_waiting import LIVE_ID, QUICK, stages
+from test_waiting import LIVE_ID, QUICK, STEADY, stages
 
 pytestmark = pytest.mark.anyio
 
@@ -56,14 +56,14 @@ async def test_a_listener_hears_each_change_until_the_final_state(
 
 async def test_polling_stops_when_the_listener_stops(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
-    async with Client(create_server(settings, poll_policy=QUICK)) as client:
+    async with Client(create_server(settings, poll_policy=STEADY)) as client:
         async with client.listen(
             resource_subscriptions=[URI, "knock://bulk_operations/nonsense", "other://x"]
         ):
-            await eventually(lambda: len(fake_knock.requests_for(LIVE_ID)) >= 3)
-        await anyio.sleep(QUICK.first_interval)
+            await eventually(lambda: len(fake_knock.requests_for(LIVE_ID)) >= 2)
+        await anyio.sleep(STEADY.first_interval)
         after_one_interval = len(fake_knock.requests_for(LIVE_ID))
-        await anyio.sleep(5 * QUICK.first_interval)
+        await anyio.sleep(3 * STEADY.first_interval)
         assert len(fake_knock.requests_for(LIVE_ID)) == after_one_interval
         assert len(fake_knock.requests) == len(fake_knock.requests_for(LIVE_ID))
 
