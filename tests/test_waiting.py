@@ -249,3 +249,22 @@ async def test_two_keys_never_share_an_answer(settings: Settings, fake_knock: Fa
     assert len(fake_knock.requests_for(COMPLETED_ID)) == 2, "one request per key, then each key's cache"
     live = {seen.headers["Authorization"] for seen in fake_knock.requests_for(LIVE_ID)}
     assert live == authorizations
+
+
+async def test_progress_is_sent_only_when_rows_grow(client: Client, fake_knock: FakeKnock) -> None:
+    running = stages()
+    same_rows_later = running[1] | {"updated_at": "2026-11-28T12:05:00Z", "error_count": 9}
+    finished_at_same_rows = running[2] | {"status": "completed", "completed_at": "2026-11-28T12:30:00Z"}
+    fake_knock.operations[LIVE_ID] = Advancing(
+        [running[1], same_rows_later, running[2], finished_at_same_rows]
+    )
+    notes: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append(progress)
+
+    result = await client.call_tool("wait_for_bulk_operation", {"id": LIVE_ID}, progress_callback=on_progress)
+    assert outcome(result).status == "completed"
+    # The spec wants progress to increase with every notification: the same row count is not resent,
+    # even for the final state.
+    assert notes == [200, 400]
