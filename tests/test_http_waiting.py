@@ -11,7 +11,7 @@ import pytest
 from conftest import eventually
 from fake_knock import Advancing, FakeKnock
 from http_server import HttpServer
-from test_http import client_for, knock_env
+from test_http import TENANT_A, TENANT_B, client_for, knock_env
 from test_waiting import LIVE_ID, outcome, stages
 
 pytestmark = pytest.mark.anyio
@@ -67,3 +67,39 @@ async def test_a_wait_abandoned_over_http_stops_polling_knock(
         await anyio.sleep(POLL_INTERVAL * 4)
         assert len(fake_knock.requests_for(LIVE_ID)) == settled
     assert "Traceback" not in server.stderr()
+
+
+async def test_listeners_with_different_keys_hear_only_their_own_operations(
+    fake_knock: FakeKnock, tmp_path: Path
+) -> None:
+    """Both tenants listen to the same operation URI; only A's key can read the operation, so only A
+    may hear that it changes (B's own requests get 404 from Knock)."""
+    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=0.5)
+    fake_knock.owners[LIVE_ID] = TENANT_A
+    uri = f"knock://bulk_operations/{LIVE_ID}"
+    heard: dict[str, list[str]] = {TENANT_A: [], TENANT_B: []}
+
+    async def listen(key: str) -> None:
+        async with (
+            client_for(server, "auto", {"Authorization": f"Bearer {key}"}) as client,
+            client.listen(resource_subscriptions=[uri]) as events,
+        ):
+            async for event in events:
+                heard[key].append(str(getattr(event, "uri", event)))
+
+    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
+        with anyio.move_on_after(8):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(listen, TENANT_A)
+                tasks.start_soon(listen, TENANT_B)
+                await eventually(lambda: len(heard[TENANT_A]) >= 2, within=30)
+                await anyio.sleep(2 * POLL_INTERVAL)  # time for B's stream to hear anything it would
+                tasks.cancel_scope.cancel()
+    assert heard[TENANT_A]
+    assert set(heard[TENANT_A]) == {uri}
+    assert heard[TENANT_B] == []
+    asked = {seen.headers["Authorization"] for seen in fake_knock.requests_for(LIVE_ID)}
+    assert asked == {f"Bearer {TENANT_A}", f"Bearer {TENANT_B}"}
+    logged = server.stderr()
+    assert TENANT_A not in logged
+    assert TENANT_B not in logged
