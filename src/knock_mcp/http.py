@@ -469,7 +469,7 @@ class KnockMcpApp:
             await _respond(
                 send,
                 405,
-                _jsonrpc_error("knock-mcp is stateless: POST requests to /mcp"),
+                _jsonrpc_error("knock-mcp is stateless: send MCP requests to /mcp as POST"),
                 [(b"allow", b"POST")],
             )
             return
