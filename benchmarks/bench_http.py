@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
@@ -71,13 +71,15 @@ BODY = (
 
 @dataclass(frozen=True)
 class Plan:
-    rounds: int
-    seconds: float
+    """Per server and setting: a warm-up, then `slices` timed slices taken in turn with the other server's."""
+
+    slices: int
+    slice_seconds: float
     warmup_seconds: float
 
 
-FULL = Plan(rounds=3, seconds=4.0, warmup_seconds=0.5)
-QUICK = Plan(rounds=1, seconds=1.0, warmup_seconds=0.2)
+FULL = Plan(slices=12, slice_seconds=1.0, warmup_seconds=1.0)
+QUICK = Plan(slices=2, slice_seconds=0.5, warmup_seconds=0.2)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,10 @@ class Figures:
     @property
     def per_second(self) -> float:
         return self.calls / self.seconds
+
+    @property
+    def server_cpu_ms_per_call(self) -> float:
+        return self.server_cpu / self.calls * 1000
 
 
 class AnyOperation(dict[str, Payload | Callable[[], Payload]]):
@@ -187,29 +193,41 @@ async def measure_workers(
             )
             for server in SERVERS
         }
-        for round_number in range(plan.rounds):
-            for clients in CONCURRENCY:
-                order = SERVERS if (round_number + clients) % 2 == 0 else SERVERS[::-1]
-                for server in order:
-                    progress(
-                        f"{workers} worker(s), {clients} client(s), round {round_number + 1}: {server.name}"
+        for clients in CONCURRENCY:
+            limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
+            async with AsyncExitStack() as connections:
+                # One connection pool per server, kept for all its slices: the kernel's split of the
+                # connections between workers is then the same for every slice.
+                pools = {
+                    server: await connections.enter_async_context(
+                        httpx2.AsyncClient(limits=limits, timeout=30)
                     )
-                    result = figures.setdefault((workers, clients, server.name), Figures())
-                    await measure_once(
-                        plan,
-                        running[server],
-                        clients=clients,
-                        ids=ids,
-                        knock_pid=knock_pid,
-                        pipe=pipe,
-                        figures=result,
-                    )
+                    for server in SERVERS
+                }
+                for server in SERVERS:
+                    until = time.perf_counter() + plan.warmup_seconds
+                    url = running[server].mcp_url
+                    await run_clients(pools[server], url, clients=clients, ids=ids, until=until, latencies=[])
+                progress(f"{workers} worker(s), {clients} client(s): {plan.slices} slices of each")
+                for number in range(plan.slices):
+                    for server in SERVERS if number % 2 == 0 else SERVERS[::-1]:
+                        await measure_slice(
+                            plan,
+                            running[server],
+                            pools[server],
+                            clients=clients,
+                            ids=ids,
+                            knock_pid=knock_pid,
+                            pipe=pipe,
+                            figures=figures.setdefault((workers, clients, server.name), Figures()),
+                        )
     return figures
 
 
-async def measure_once(
+async def measure_slice(
     plan: Plan,
     server: HttpServer,
+    http: httpx2.AsyncClient,
     *,
     clients: int,
     ids: Iterator[str],
@@ -217,27 +235,26 @@ async def measure_once(
     pipe: Connection,
     figures: Figures,
 ) -> None:
-    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx2.AsyncClient(limits=limits, timeout=30) as http:
-        pipe.send("count")
-        knock_before = pipe.recv()
-        calls = 0
-        warmup_until = time.perf_counter() + plan.warmup_seconds
-        await run_clients(http, server.mcp_url, clients=clients, ids=ids, until=warmup_until, latencies=[])
-        server_pids = process_tree(server.pid)
-        cpu_before = (cpu_seconds(server_pids), time.process_time(), cpu_seconds([knock_pid]))
-        started = time.perf_counter()
-        latencies: list[float] = []
-        calls = await run_clients(
-            http, server.mcp_url, clients=clients, ids=ids, until=started + plan.seconds, latencies=latencies
-        )
-        elapsed = time.perf_counter() - started
-        cpu_after = (cpu_seconds(server_pids), time.process_time(), cpu_seconds([knock_pid]))
-        pipe.send("count")
-        knock_requests = pipe.recv() - knock_before
-    warmup_calls = knock_requests - calls
-    if warmup_calls < 0:
-        raise RuntimeError(f"fake Knock saw {knock_requests} requests for {calls} timed calls")
+    pipe.send("count")
+    knock_before = pipe.recv()
+    server_pids = process_tree(server.pid)
+    cpu_before = (cpu_seconds(server_pids), time.process_time(), cpu_seconds([knock_pid]))
+    started = time.perf_counter()
+    latencies: list[float] = []
+    calls = await run_clients(
+        http,
+        server.mcp_url,
+        clients=clients,
+        ids=ids,
+        until=started + plan.slice_seconds,
+        latencies=latencies,
+    )
+    elapsed = time.perf_counter() - started
+    cpu_after = (cpu_seconds(server_pids), time.process_time(), cpu_seconds([knock_pid]))
+    pipe.send("count")
+    knock_requests = pipe.recv() - knock_before
+    if knock_requests != calls:
+        raise RuntimeError(f"fake Knock saw {knock_requests} requests for {calls} calls")
     figures.calls += calls
     figures.seconds += elapsed
     figures.latencies_ms += latencies
@@ -334,9 +351,10 @@ def render(
         f"versions:   mcp {version('mcp')}, uvicorn {version('uvicorn')}, httpx2 {version('httpx2')}",
         f"load avg:   {' '.join(f'{value:.2f}' for value in load_before)} before, "
         f"{' '.join(f'{value:.2f}' for value in load_after)} after (1, 5, 15 min)",
-        f"runs:       {plan.rounds} round(s) of {plan.seconds:g} s per server and setting, "
-        f"after {plan.warmup_seconds:g} s warm-up; servers in turn",
-        "cpu:        cores busy during the timed runs: server processes / load generator / fake Knock",
+        f"runs:       {plan.slices} slices of {plan.slice_seconds:g} s per server and setting, the two "
+        f"servers in turn, after {plan.warmup_seconds:g} s warm-up each",
+        "cpu:        cores busy during the timed runs: server processes / load generator / fake Knock;",
+        "            srv ms/call: CPU the server processes spent per call (less sensitive to other load)",
         "",
     ]
     cells = [
@@ -348,7 +366,9 @@ def render(
             "p50 ms",
             "p99 ms",
             "cpu srv/gen/knock",
-            "vs floor",
+            "srv ms/call",
+            "vs floor: req/s",
+            "srv ms/call",
             "result",
         )
     ]
@@ -371,7 +391,11 @@ def render(
                             f"{cpu / mine.seconds:.2f}"
                             for cpu in (mine.server_cpu, mine.loadgen_cpu, mine.knock_cpu)
                         ),
+                        f"{mine.server_cpu_ms_per_call:.2f}",
                         f"{ratio:.2f}x" if is_ours else "",
+                        f"{mine.server_cpu_ms_per_call / floor.server_cpu_ms_per_call:.2f}x"
+                        if is_ours
+                        else "",
                         ("PASS" if ratio >= MIN_THROUGHPUT_RATIO else "FAIL") if is_ours else "",
                     )
                 )
