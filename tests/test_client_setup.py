@@ -219,8 +219,16 @@ def test_inspector_commands_are_pinned_and_run_the_real_server() -> None:
         words = shlex.split(line)
         assert words[:3] == ["npx", "-y", pinned], "npx -y never stops to ask"
         assert words[3] == "--cli"
-        server = words[4 : words.index("--method")]
-        check_stdio_server(server[0], server[1:], {} if "--demo" in server else {"KNOCK_API_KEY": "sk_..."})
+        target = words[4 : words.index("--method")]
+        if target[0].startswith(("http://", "https://")):
+            options = argparse.ArgumentParser(exit_on_error=False)
+            options.add_argument("--transport", choices=("http",), required=True)
+            options.add_argument("--header", action="append", default=[])
+            headers = dict(header.split(": ", 1) for header in options.parse_args(target[1:]).header)
+            check_remote_server(target[0], headers)
+        else:
+            env = {} if "--demo" in target else {"KNOCK_API_KEY": "sk_..."}
+            check_stdio_server(target[0], target[1:], env)
 
 
 def test_the_checks_catch_a_wrong_snippet() -> None:
