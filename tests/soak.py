@@ -1,0 +1,434 @@
+"""The soak harness: many tool calls against a fault-injecting fake Knock, every result classified.
+
+Shared by the soak tests (stdio, HTTP). Workers call tools concurrently; each worker owns its own
+operation ids, so the fake Knock's requests for those ids during one call are that call's attempts,
+and every fault can be traced to the call it hit and what that call gave.
+
+A result is one of:
+- correct: the same data the fake Knock holds, computed here with the project's own pure functions;
+- clear error: `isError` with an actionable text (no traceback, no key), explained by a fault the
+  call met or by an id that cannot be answered;
+- wrong: an answer that differs from the data, or an error nothing explains (must be 0);
+- lost: the call raised or did not end in time (must be 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.types import CallToolResult, TextContent, Tool
+
+from fake_knock import FakeKnock, Fault, Reply
+from knock_mcp.models import BulkOperation
+from knock_mcp.server import UNEXPECTED_FAILURE
+from knock_mcp.summary import summarize
+from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation
+
+INVALID_ID = "not-a-bulk-operation-id"
+MISSING_ID_PREFIX = "0155e000-0000-4000-8000-"
+# Each of these only appears in an error that also tells the reader what to do next.
+NEXT_STEPS = (
+    "try again",
+    "Try again",
+    "report this to the knock-mcp maintainers",
+    "Check the id",
+    "Ids are UUIDs",
+)
+# Summary fields that depend on the moment the summary is made while an operation still moves.
+_CLOCK_FIELDS = ("queue_wait_seconds", "run_seconds", "rows_per_second", "seconds_left")
+_NAMES = (
+    "users.identify",
+    "users.delete",
+    "users.set_preferences",
+    "objects.set",
+    "tenants.set",
+    "messages.unread",
+    "ünïcødé.jöb ✓ 导入",
+    "x" * 2000,
+)
+_ERROR_ITEM_COUNTS = (None, 0, 2, 60, 1200)
+
+
+@dataclass
+class Operation:
+    payload: dict[str, Any]
+    model: BulkOperation
+
+    @property
+    def id(self) -> str:
+        return str(self.model.id)
+
+
+@dataclass
+class Worker:
+    """One sequential caller and the ids only it asks about."""
+
+    client: Client
+    operations: list[Operation]
+    missing_id: str
+
+
+@dataclass
+class CallRecord:
+    tool: str
+    operation_id: str
+    outcome: str
+    faults: list[Fault]
+    detail: str = ""
+    requests: int = 0
+
+
+@dataclass
+class SoakReport:
+    calls: list[CallRecord] = field(default_factory=list)
+    faults_injected: Counter[Fault] = field(default_factory=Counter)
+    requests: int = 0
+    seconds: float = 0.0
+    unchecked_tools: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(call.outcome == outcome for call in self.calls)
+
+
+def make_operation(rng: random.Random, number: int) -> dict[str, Any]:
+    """A schema-valid operation with a mix of statuses, names, counts and failed-item lists."""
+    status = rng.choice(["queued", "processing", "completed", "failed"])
+    items_count = rng.choice(_ERROR_ITEM_COUNTS)
+    estimated = rng.choice([0, 1, 1000, 2**40])
+    processed = 0 if status == "queued" else rng.choice([0, 1, 999, 1000, 1500])
+    payload: dict[str, Any] = {
+        "__typename": "BulkOperation",
+        "id": f"50a50000-0000-4000-8000-{number:012d}",
+        "name": rng.choice(_NAMES),
+        "status": status,
+        "estimated_total_rows": estimated,
+        "processed_rows": processed,
+        "success_count": max(0, processed - (items_count or 0)),
+        "error_count": rng.choice([None, items_count or 0]),
+        "progress_path": f"/v1/bulk_operations/50a50000-0000-4000-8000-{number:012d}",
+        "inserted_at": "2026-11-28T10:00:00Z",
+        "updated_at": "2026-11-28T10:01:05Z",
+        "started_at": None if status == "queued" else "2026-11-28T10:00:05Z",
+        "completed_at": "2026-11-28T10:01:05Z" if status == "completed" else None,
+        "failed_at": "2026-11-28T10:01:05Z" if status == "failed" else None,
+    }
+    if items_count is not None:
+        collections = ["projects", "teams", None, "ワークスペース"]
+        payload["error_items"] = [
+            {"id": f"entity_{n:05d}", "collection": collections[n % len(collections)]}
+            for n in range(items_count)
+        ]
+    return payload
+
+
+def build_workers(
+    fake: FakeKnock, clients: Sequence[Client], workers: int, operations_per_worker: int, seed: int
+) -> list[Worker]:
+    """Put a distinct set of operations in the fake Knock for each worker."""
+    rng = random.Random(seed)
+    built = []
+    for index in range(workers):
+        owned = []
+        for slot in range(operations_per_worker):
+            payload = make_operation(rng, index * 1000 + slot)
+            fake.operations[payload["id"]] = payload
+            owned.append(Operation(payload, BulkOperation.model_validate(payload)))
+        missing = f"{MISSING_ID_PREFIX}{index:012d}"
+        built.append(Worker(clients[index % len(clients)], owned, missing))
+    return built
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+def is_clear_error(text: str, secret: str) -> bool:
+    return (
+        bool(text.strip())
+        and "Traceback" not in text
+        and secret not in text
+        and UNEXPECTED_FAILURE not in text
+        and any(step in text for step in NEXT_STEPS)
+    )
+
+
+def expected_answer(tool: str, operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
+    """What the tool must return for this operation, from the project's pure functions."""
+    if tool == "get_bulk_operation":
+        view = bound_operation(
+            operation.model,
+            arguments.get("max_error_items", DEFAULT_MAX_ERROR_ITEMS),
+            arguments.get("error_items_offset", 0),
+        )
+        return view.model_dump(mode="json", by_alias=True)
+    summary = summarize(operation.model, operation.model.updated_at).model_dump(mode="json")
+    return _comparable_summary(summary, operation.model.status.is_final)
+
+
+def _comparable_summary(summary: dict[str, Any], is_final: bool) -> dict[str, Any]:
+    dropped = {"as_of", *(() if is_final else _CLOCK_FIELDS)}
+    return {name: value for name, value in summary.items() if name not in dropped}
+
+
+def answer_matches(
+    tool: str, operation: Operation, arguments: dict[str, Any], result: CallToolResult
+) -> bool:
+    structured = result.structured_content
+    if structured is None:
+        return False
+    expected = expected_answer(tool, operation, arguments)
+    if tool == "get_bulk_operation":
+        parsed_text: object = json.loads(text_of(result))
+        return structured == expected and parsed_text == expected
+    return _comparable_summary(structured, operation.model.status.is_final) == expected and (
+        operation.id in text_of(result)
+    )
+
+
+# Tools this harness knows how to check exactly; others are called only with ids of final
+# operations (any tool must answer those at once) and their answers are counted, not compared.
+CHECKED_TOOLS = ("get_bulk_operation", "summarize_bulk_operation")
+
+
+def plan_arguments(rng: random.Random, tool: str, operation_id: str) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"id": operation_id}
+    if tool == "get_bulk_operation":
+        if rng.random() < 0.5:
+            arguments["max_error_items"] = rng.choice([0, 1, 50, 1000])
+        if rng.random() < 0.3:
+            arguments["error_items_offset"] = rng.choice([0, 10, 1190, 5000])
+    return arguments
+
+
+def callable_with_an_id(tool: Tool) -> bool:
+    schema = tool.input_schema
+    return schema.get("required") == ["id"] and "id" in schema.get("properties", {})
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    """What a run does: how many calls each worker makes and how long one may take before it is lost."""
+
+    fake: FakeKnock
+    tools: Sequence[Tool]
+    calls_per_worker: int
+    seed: int
+    secret: str
+    call_limit: float
+
+
+async def run_worker(plan: SoakPlan, worker: Worker, rng: random.Random, report: SoakReport) -> None:
+    by_id = {operation.id: operation for operation in worker.operations}
+    final_ids = [operation.id for operation in worker.operations if operation.model.status.is_final]
+    usable = [tool for tool in plan.tools if tool.name in CHECKED_TOOLS or callable_with_an_id(tool)]
+    for _ in range(plan.calls_per_worker):
+        tool = rng.choice(usable)
+        checked = tool.name in CHECKED_TOOLS
+        roll = rng.random()
+        if not checked:
+            operation_id = rng.choice(final_ids or [worker.missing_id])
+        elif roll < 0.03:
+            operation_id = INVALID_ID
+        elif roll < 0.06:
+            operation_id = worker.missing_id
+        else:
+            operation_id = rng.choice(worker.operations).id
+        arguments = plan_arguments(rng, tool.name, operation_id)
+        seen_before = len(plan.fake.requests)
+        result: CallToolResult | None = None
+        failure = ""
+        try:
+            with anyio.fail_after(plan.call_limit):
+                result = await worker.client.call_tool(tool.name, arguments)
+        except TimeoutError:
+            failure = f"no result within {plan.call_limit:g} s"
+        except Exception as error:
+            failure = f"{type(error).__name__}: {error}"
+        attempts = [seen for seen in plan.fake.requests[seen_before:] if seen.path.endswith(operation_id)]
+        faults = [seen.fault for seen in attempts if seen.fault is not None]
+        record = CallRecord(tool.name, operation_id, "", faults, failure, requests=len(attempts))
+        record.outcome = _classify(
+            record, result, by_id.get(operation_id), arguments, secret=plan.secret, checked=checked
+        )
+        report.calls.append(record)
+
+
+def _classify(
+    record: CallRecord,
+    result: CallToolResult | None,
+    operation: Operation | None,
+    arguments: dict[str, Any],
+    *,
+    secret: str,
+    checked: bool,
+) -> str:
+    if result is None:
+        return "lost"
+    text = text_of(result)
+    if secret in text or secret in json.dumps(result.structured_content):
+        record.detail = "the key is in the result"
+        return "wrong"
+    if result.is_error:
+        if record.operation_id == INVALID_ID and record.requests:
+            record.detail = "an invalid id reached Knock"
+            return "wrong"
+        explained = bool(record.faults) or operation is None
+        if is_clear_error(text, secret) and explained:
+            return "clear error"
+        record.detail = text[:300]
+        return "wrong"
+    if operation is None:
+        record.detail = "answered for an id Knock does not have"
+        return "wrong"
+    if not checked:
+        return "answered, not compared"
+    if answer_matches(record.tool, operation, arguments, result):
+        return "correct"
+    record.detail = text[:300]
+    return "wrong"
+
+
+async def run_soak(plan: SoakPlan, workers: Sequence[Worker]) -> SoakReport:
+    report = SoakReport()
+    report.unchecked_tools = sorted(tool.name for tool in plan.tools if tool.name not in CHECKED_TOOLS)
+    injected_before = Counter(plan.fake.faults_injected)
+    requests_before = len(plan.fake.requests)
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        for index, worker in enumerate(workers):
+            group.start_soon(run_worker, plan, worker, random.Random(plan.seed * 1_000_003 + index), report)
+    report.seconds = time.monotonic() - started
+    report.faults_injected = plan.fake.faults_injected - injected_before
+    report.requests = len(plan.fake.requests) - requests_before
+    return report
+
+
+async def fill_pool(fake: FakeKnock, workers: Sequence[Worker], tool: str = "get_bulk_operation") -> None:
+    """Make every worker's call hold a Knock connection at the same moment, so the server's pool holds
+    one connection per worker: the same state before and after a run, for comparing descriptors."""
+    operation = workers[0].operations[0]
+    slow = Reply(200, json.dumps(operation.payload).encode(), stall_seconds=0.5)
+    fake.fail_next(*[slow] * len(workers))
+    async with anyio.create_task_group() as group:
+        for worker in workers:
+            group.start_soon(worker.client.call_tool, tool, {"id": operation.id})
+
+
+async def warm_up(fake: FakeKnock, workers: Sequence[Worker]) -> None:
+    """Take every path before measuring, each fault kind met by all workers at once: first-use
+    costs (imports, thread pools) and the allocator's high-water mark (several 16 MiB bodies read
+    at the same moment) are then not counted as growth, while a leak still grows with the calls."""
+    for fault in Fault:
+        fake.inject_next(*[fault] * len(workers))
+        async with anyio.create_task_group() as group:
+            for worker in workers:
+                group.start_soon(
+                    worker.client.call_tool, "get_bulk_operation", {"id": worker.operations[0].id}
+                )
+    for tool in CHECKED_TOOLS:
+        for operation in workers[0].operations:
+            await workers[0].client.call_tool(tool, {"id": operation.id})
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    rss_kb: int
+    fds: int
+
+
+def process_figures(pid: int) -> ProcessFigures:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return ProcessFigures(int(rss.split()[1]), len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def child_pid(command_marker: str) -> int:
+    """The pid of this process's child whose command line contains `command_marker`."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == me and command_marker in cmdline:
+            return int(entry.name)
+    raise LookupError(f"no child process running {command_marker}")
+
+
+OUTCOMES = ("correct", "clear error", "answered, not compared", "wrong", "lost")
+
+
+def render_report(
+    title: str,
+    report: SoakReport,
+    settings_note: str,
+    *,
+    before_warm_up: ProcessFigures,
+    start: ProcessFigures,
+    end: ProcessFigures,
+) -> str:
+    """The table printed by the soak and copied into docs/reliability.md."""
+    calls = len(report.calls)
+    lines = [
+        f"### {title}",
+        "",
+        f"{calls:,} tool calls in {report.seconds:.1f} s, {report.requests:,} requests to the fake Knock, "
+        f"{sum(report.faults_injected.values()):,} of them faulty. {settings_note}",
+        "",
+        "| Result | Calls |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {outcome} | {report.count(outcome):,} |" for outcome in OUTCOMES]
+    by_tool = Counter(call.tool for call in report.calls)
+    lines += ["", "| Tool | Calls |", "| --- | ---: |"]
+    lines += [f"| {tool} | {count:,} |" for tool, count in sorted(by_tool.items())]
+    invalid = [call for call in report.calls if call.operation_id == INVALID_ID]
+    missing = [call for call in report.calls if call.operation_id.startswith(MISSING_ID_PREFIX)]
+    lines += [
+        "",
+        f"Bad ids among them: {len(invalid):,} calls with an id that is not a UUID "
+        f"({sum(call.requests for call in invalid)} requests reached Knock), {len(missing):,} with an id "
+        "Knock does not have (404).",
+    ]
+    lines += [
+        "",
+        "| Fault injected | Times | Calls that met it | ...answered correctly | ...clear error |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for fault in Fault:
+        met = [call for call in report.calls if fault in call.faults]
+        lines.append(
+            f"| {fault.value} | {report.faults_injected[fault]:,} | {len(met):,} | "
+            f"{sum(call.outcome == 'correct' for call in met):,} | "
+            f"{sum(call.outcome == 'clear error' for call in met):,} |"
+        )
+    growth = end.rss_kb - start.rss_kb
+    lines += [
+        "",
+        "| Server process | Before warm-up | After warm-up (start) | At the end | Change over the run |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| Resident memory | {before_warm_up.rss_kb / 1024:.1f} MB | {start.rss_kb / 1024:.1f} MB | "
+        f"{end.rss_kb / 1024:.1f} MB | {growth / 1024:+.1f} MB |",
+        f"| Open file descriptors | {before_warm_up.fds} | {start.fds} | {end.fds} | "
+        f"{end.fds - start.fds:+d} |",
+    ]
+    if report.unchecked_tools:
+        lines += ["", f"Answers of {', '.join(report.unchecked_tools)} were counted, not compared."]
+    problems = [call for call in report.calls if call.outcome in ("wrong", "lost")]
+    for call in problems[:10]:
+        lines.append(f"- {call.outcome}: {call.tool} {call.operation_id} {call.faults}: {call.detail}")
+    return "\n".join(lines)
