@@ -9,6 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from fake_knock import FakeKnock
@@ -57,3 +59,17 @@ async def eventually(condition: Callable[[], bool], within: float = 10.0) -> Non
             if condition():
                 return
             await anyio.sleep(0.01)
+
+
+# Property tests: the same examples on every run in CI (derandomized, no example database), and
+# few enough to keep the suite fast; `pytest --hypothesis-profile=deep` searches further.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+hypothesis_settings.register_profile("deep", max_examples=2000, deadline=None)
+hypothesis_settings.load_profile("ci")

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx2
 from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
@@ -136,9 +137,10 @@ def _whole_number(value: object) -> object:
     return value
 
 
+# The validator comes after Field so that it wraps the constrained integer: in the other order
+# pydantic publishes the range as "ge"/"le", which JSON Schema (and so the model) does not know.
 MaxErrorItems = Annotated[
     int,
-    BeforeValidator(_whole_number),
     Field(
         ge=0,
         le=MAX_ITEMS_PER_PAGE,
@@ -147,10 +149,10 @@ MaxErrorItems = Annotated[
             f"{DEFAULT_MAX_ERROR_ITEMS}). Raise it when you need the failed ids, e.g. to resubmit them."
         ),
     ),
+    BeforeValidator(_whole_number),
 ]
 ErrorItemsOffset = Annotated[
     int,
-    BeforeValidator(_whole_number),
     Field(
         ge=0,
         description=(
@@ -158,6 +160,7 @@ ErrorItemsOffset = Annotated[
             "through a long list, pass the offset that the previous result's `note` gives."
         ),
     ),
+    BeforeValidator(_whole_number),
 ]
 
 
@@ -170,7 +173,6 @@ def _whole_or_fractional_seconds(value: object) -> object:
 
 WaitTimeout = Annotated[
     float,
-    BeforeValidator(_whole_or_fractional_seconds),
     Field(
         ge=0,
         le=MAX_WAIT_SECONDS,
@@ -179,6 +181,7 @@ WaitTimeout = Annotated[
             f"{MAX_WAIT_SECONDS}). 0 answers at once with the current state."
         ),
     ),
+    BeforeValidator(_whole_or_fractional_seconds),
 ]
 
 
@@ -202,7 +205,6 @@ Cursor = Annotated[
 ]
 PageLimit = Annotated[
     int,
-    BeforeValidator(_whole_number),
     Field(
         ge=1,
         le=MAX_ITEMS_PER_PAGE,
@@ -211,6 +213,7 @@ PageLimit = Annotated[
             "most one bulk request takes)."
         ),
     ),
+    BeforeValidator(_whole_number),
 ]
 
 
@@ -449,4 +452,64 @@ def create_server(
             logger.exception("knock-mcp failed unexpectedly")
             raise ResourceError(UNEXPECTED_FAILURE) from None
 
+    server.middleware.append(_ArgumentNamesCheck(server))
     return server
+
+
+class _ArgumentNamesCheck:
+    """Refuses a tool call whose argument names the tool does not take, or that leaves out one it needs.
+
+    The SDK drops unknown arguments silently, so a misspelt `max_error_item=500` would quietly
+    give the default 50 items. Refusing it, with the tool's real parameter names, lets the caller
+    correct itself; the call ends before any request to Knock. Types and ranges are left to the
+    SDK's validation, whose message names the field and what it should be.
+    """
+
+    def __init__(self, server: MCPServer[ServerState]) -> None:
+        self._server = server
+        self._parameters: dict[str, tuple[list[str], set[str]]] | None = None
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params
+        if ctx.method != "tools/call" or params is None:
+            return await call_next(ctx)
+        name, arguments = params.get("name"), params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        parameters = (await self._tool_parameters()).get(name) if isinstance(name, str) else None
+        if parameters is None or not isinstance(arguments, Mapping):
+            return await call_next(ctx)
+        accepted, required = parameters
+        unknown = [argument for argument in arguments if argument not in accepted]
+        missing = [
+            parameter for parameter in accepted if parameter in required and parameter not in arguments
+        ]
+        if not unknown and not missing:
+            return await call_next(ctx)
+        listed = ", ".join(
+            f"{parameter} (required)" if parameter in required else parameter for parameter in accepted
+        )
+        problems = []
+        if unknown:
+            problems.append(f"it takes no argument {_names(unknown)}: check the spelling")
+        if missing:
+            problems.append(f"it needs {_names(missing)}")
+        message = f"Error executing tool {name}: {'; '.join(problems)}. Its arguments are: {listed}."
+        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+    async def _tool_parameters(self) -> dict[str, tuple[list[str], set[str]]]:
+        """Each tool's parameter names and required ones, from the input schemas it publishes."""
+        if self._parameters is None:
+            self._parameters = {
+                tool.name: (
+                    list(tool.input_schema.get("properties", {})),
+                    set(tool.input_schema.get("required", [])),
+                )
+                for tool in await self._server.list_tools()
+            }
+        return self._parameters
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(repr(name if len(name) <= 40 else name[:37] + "...") for name in names[:5])
+    return shown + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
