@@ -19,7 +19,7 @@ from itertools import groupby
 from pydantic import BaseModel, Field
 
 from knock_mcp.errors import InvalidCursor
-from knock_mcp.models import BulkOperation, BulkOperationStatus, ErrorItem
+from knock_mcp.models import BulkOperation, BulkOperationStatus, ErrorItem, parse_operation_id
 from knock_mcp.output_schema import SelfContainedSchemaModel
 from knock_mcp.retry import endpoint_for
 from knock_mcp.views import ERROR_ITEMS_CHAR_BUDGET
@@ -106,6 +106,12 @@ def failed_items_page(
         next_cursor=next_cursor,
         note=_note(operation, collection, offset, len(page), len(matching)),
     )
+
+
+def check_cursor(cursor: str, raw_id: str, collection: str | None) -> None:
+    """Refuse a cursor that is not ours for this operation and collection, before anything is
+    fetched: a bad cursor costs no request to Knock. (An invalid id is reported as such.)"""
+    _read_cursor(cursor, parse_operation_id(raw_id), collection)
 
 
 def _fit(candidates: list[ErrorItem]) -> list[ErrorItem]:

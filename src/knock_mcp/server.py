@@ -28,7 +28,7 @@ from pydantic import BeforeValidator, Field, SecretStr
 
 from knock_mcp import __version__
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
-from knock_mcp.failed_items import FailedItemsPage, failed_items_page
+from knock_mcp.failed_items import FailedItemsPage, check_cursor, failed_items_page
 from knock_mcp.knock_client import KnockClient, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, MAX_TEXT_CHARS, BulkOperation
@@ -185,6 +185,8 @@ WaitTimeout = Annotated[
 ]
 
 
+# No collection Knock reports is longer than the model allows; a longer filter could match nothing,
+# and would be echoed back (in `collection` and the note) at whatever size it came.
 Collection = Annotated[
     str | None,
     Field(
@@ -406,6 +408,11 @@ def create_server(
                 structured_content=page.model_dump(mode="json"),
             )
 
+        if cursor is not None:
+            try:
+                check_cursor(cursor, id, collection)
+            except KnockMcpError as error:
+                raise ToolError(ctx.request_context.lifespan_context.public_text(error)) from None
         return await answer(ctx, id, respond)
 
     @server.prompt(
