@@ -28,8 +28,9 @@ import anyio
 from mcp import Client
 from mcp.types import CallToolResult, TextContent, Tool
 
-from fake_knock import FakeKnock, Fault, Reply
-from knock_mcp.models import BulkOperation
+from fake_knock import FakeKnock, Fault
+from knock_mcp.failed_items import failed_items_page
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.server import UNEXPECTED_FAILURE
 from knock_mcp.summary import summarize
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation
@@ -69,6 +70,20 @@ class Operation:
         return str(self.model.id)
 
 
+class HeldOperation:
+    """An operation the fake Knock answers only after `hold_seconds`: several held at once make the
+    server open one connection each (see `fill_pool`). It stays `processing`, so no cache keeps it."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.hold_seconds = 0.0
+
+    def __call__(self) -> dict[str, Any]:
+        if self.hold_seconds:
+            time.sleep(self.hold_seconds)
+        return self.payload
+
+
 @dataclass
 class Worker:
     """One sequential caller and the ids only it asks about."""
@@ -76,6 +91,7 @@ class Worker:
     client: Client
     operations: list[Operation]
     missing_id: str
+    held: HeldOperation
 
 
 @dataclass
@@ -100,22 +116,23 @@ class SoakReport:
         return sum(call.outcome == outcome for call in self.calls)
 
 
-def make_operation(rng: random.Random, number: int) -> dict[str, Any]:
-    """A schema-valid operation with a mix of statuses, names, counts and failed-item lists."""
-    status = rng.choice(["queued", "processing", "completed", "failed"])
+def make_operation(rng: random.Random, operation_id: str, status: str | None = None) -> dict[str, Any]:
+    """A schema-valid operation with a mix of statuses, names, counts and failed-item lists. Most are
+    still moving: a final operation is cached by the server and asks Knock (and so meets faults) once."""
+    status = status or rng.choice(["queued", "processing", "processing", "processing", "completed", "failed"])
     items_count = rng.choice(_ERROR_ITEM_COUNTS)
     estimated = rng.choice([0, 1, 1000, 2**40])
     processed = 0 if status == "queued" else rng.choice([0, 1, 999, 1000, 1500])
     payload: dict[str, Any] = {
         "__typename": "BulkOperation",
-        "id": f"50a50000-0000-4000-8000-{number:012d}",
+        "id": operation_id,
         "name": rng.choice(_NAMES),
         "status": status,
         "estimated_total_rows": estimated,
         "processed_rows": processed,
         "success_count": max(0, processed - (items_count or 0)),
         "error_count": rng.choice([None, items_count or 0]),
-        "progress_path": f"/v1/bulk_operations/50a50000-0000-4000-8000-{number:012d}",
+        "progress_path": f"/v1/bulk_operations/{operation_id}",
         "inserted_at": "2026-11-28T10:00:00Z",
         "updated_at": "2026-11-28T10:01:05Z",
         "started_at": None if status == "queued" else "2026-11-28T10:00:05Z",
@@ -140,11 +157,12 @@ def build_workers(
     for index in range(workers):
         owned = []
         for slot in range(operations_per_worker):
-            payload = make_operation(rng, index * 1000 + slot)
+            payload = make_operation(rng, f"50a50000-0000-4000-8000-{index:06d}{slot:06d}")
             fake.operations[payload["id"]] = payload
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
-        missing = f"{MISSING_ID_PREFIX}{index:012d}"
-        built.append(Worker(clients[index % len(clients)], owned, missing))
+        held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
+        fake.operations[held.payload["id"]] = held
+        built.append(Worker(clients[index % len(clients)], owned, f"{MISSING_ID_PREFIX}{index:012d}", held))
     return built
 
 
@@ -162,42 +180,56 @@ def is_clear_error(text: str, secret: str) -> bool:
     )
 
 
-def expected_answer(tool: str, operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
-    """What the tool must return for this operation, from the project's pure functions."""
+def _comparable_summary(summary: dict[str, Any], is_final: bool) -> dict[str, Any]:
+    dropped = {"as_of", "timed_out", "waited_seconds", *(() if is_final else _CLOCK_FIELDS)}
+    if not is_final:
+        # A wait that runs out says how to keep waiting instead of the summary's next step.
+        dropped.add("next_step")
+    return {name: value for name, value in summary.items() if name not in dropped}
+
+
+def _summary_of(operation: Operation) -> dict[str, Any]:
+    summary = summarize(operation.model, operation.model.updated_at).model_dump(mode="json")
+    return _comparable_summary(summary, operation.model.status.is_final)
+
+
+def answer_matches(
+    tool: str, operation: Operation, arguments: dict[str, Any], result: CallToolResult
+) -> bool:
+    """Whether `result` is exactly what the tool must answer for this operation, computed here with
+    the project's own pure functions (the fake Knock holds the same payload)."""
+    structured = result.structured_content
+    if structured is None:
+        return False
+    is_final = operation.model.status.is_final
+    if tool in ("summarize_bulk_operation", "wait_for_bulk_operation"):
+        if tool == "wait_for_bulk_operation" and structured.get("timed_out") is is_final:
+            return False
+        return _comparable_summary(structured, is_final) == _summary_of(operation) and (
+            operation.id in text_of(result)
+        )
     if tool == "get_bulk_operation":
         view = bound_operation(
             operation.model,
             arguments.get("max_error_items", DEFAULT_MAX_ERROR_ITEMS),
             arguments.get("error_items_offset", 0),
         )
-        return view.model_dump(mode="json", by_alias=True)
-    summary = summarize(operation.model, operation.model.updated_at).model_dump(mode="json")
-    return _comparable_summary(summary, operation.model.status.is_final)
+        expected = view.model_dump(mode="json", by_alias=True)
+    else:
+        page = failed_items_page(operation.model, None, None, arguments.get("limit", MAX_ITEMS_PER_PAGE))
+        expected = page.model_dump(mode="json")
+    parsed_text: object = json.loads(text_of(result))
+    return structured == expected and parsed_text == expected
 
 
-def _comparable_summary(summary: dict[str, Any], is_final: bool) -> dict[str, Any]:
-    dropped = {"as_of", *(() if is_final else _CLOCK_FIELDS)}
-    return {name: value for name, value in summary.items() if name not in dropped}
-
-
-def answer_matches(
-    tool: str, operation: Operation, arguments: dict[str, Any], result: CallToolResult
-) -> bool:
-    structured = result.structured_content
-    if structured is None:
-        return False
-    expected = expected_answer(tool, operation, arguments)
-    if tool == "get_bulk_operation":
-        parsed_text: object = json.loads(text_of(result))
-        return structured == expected and parsed_text == expected
-    return _comparable_summary(structured, operation.model.status.is_final) == expected and (
-        operation.id in text_of(result)
-    )
-
-
-# Tools this harness knows how to check exactly; others are called only with ids of final
-# operations (any tool must answer those at once) and their answers are counted, not compared.
-CHECKED_TOOLS = ("get_bulk_operation", "summarize_bulk_operation")
+# Tools this harness checks exactly. Others are called only with ids of final operations (any
+# tool must answer those at once) and their answers are counted, not compared.
+CHECKED_TOOLS = (
+    "get_bulk_operation",
+    "summarize_bulk_operation",
+    "list_failed_items",
+    "wait_for_bulk_operation",
+)
 
 
 def plan_arguments(rng: random.Random, tool: str, operation_id: str) -> dict[str, Any]:
@@ -207,6 +239,11 @@ def plan_arguments(rng: random.Random, tool: str, operation_id: str) -> dict[str
             arguments["max_error_items"] = rng.choice([0, 1, 50, 1000])
         if rng.random() < 0.3:
             arguments["error_items_offset"] = rng.choice([0, 10, 1190, 5000])
+    elif tool == "list_failed_items" and rng.random() < 0.5:
+        arguments["limit"] = rng.choice([1, 10, 1000])
+    elif tool == "wait_for_bulk_operation":
+        # No waiting: the answer is the state of the moment, which the fake holds still.
+        arguments["timeout_seconds"] = 0
     return arguments
 
 
@@ -284,6 +321,7 @@ def _classify(
             return "wrong"
         explained = bool(record.faults) or operation is None
         if is_clear_error(text, secret) and explained:
+            record.detail = text[:300]
             return "clear error"
         record.detail = text[:300]
         return "wrong"
@@ -313,31 +351,35 @@ async def run_soak(plan: SoakPlan, workers: Sequence[Worker]) -> SoakReport:
     return report
 
 
-async def fill_pool(fake: FakeKnock, workers: Sequence[Worker], tool: str = "get_bulk_operation") -> None:
-    """Make every worker's call hold a Knock connection at the same moment, so the server's pool holds
-    one connection per worker: the same state before and after a run, for comparing descriptors."""
-    operation = workers[0].operations[0]
-    slow = Reply(200, json.dumps(operation.payload).encode(), stall_seconds=0.5)
-    fake.fail_next(*[slow] * len(workers))
+async def _each_worker_once(workers: Sequence[Worker], tool: str = "get_bulk_operation") -> None:
     async with anyio.create_task_group() as group:
         for worker in workers:
-            group.start_soon(worker.client.call_tool, tool, {"id": operation.id})
+            group.start_soon(worker.client.call_tool, tool, {"id": worker.held.payload["id"]})
 
 
-async def warm_up(fake: FakeKnock, workers: Sequence[Worker]) -> None:
+async def fill_pool(workers: Sequence[Worker], hold_seconds: float = 0.5) -> None:
+    """Make every worker's call hold a Knock connection at the same moment, so the server's pool holds
+    one connection per worker: the same state before and after a run, for comparing descriptors."""
+    for worker in workers:
+        worker.held.hold_seconds = hold_seconds
+    try:
+        await _each_worker_once(workers)
+    finally:
+        for worker in workers:
+            worker.held.hold_seconds = 0.0
+
+
+async def warm_up(fake: FakeKnock, workers: Sequence[Worker], tools: Sequence[Tool]) -> None:
     """Take every path before measuring, each fault kind met by all workers at once: first-use
     costs (imports, thread pools) and the allocator's high-water mark (several 16 MiB bodies read
     at the same moment) are then not counted as growth, while a leak still grows with the calls."""
     for fault in Fault:
         fake.inject_next(*[fault] * len(workers))
-        async with anyio.create_task_group() as group:
-            for worker in workers:
-                group.start_soon(
-                    worker.client.call_tool, "get_bulk_operation", {"id": worker.operations[0].id}
-                )
-    for tool in CHECKED_TOOLS:
+        await _each_worker_once(workers)
+    usable = [tool.name for tool in tools if tool.name in CHECKED_TOOLS]
+    for tool in usable:
         for operation in workers[0].operations:
-            await workers[0].client.call_tool(tool, {"id": operation.id})
+            await workers[0].client.call_tool(tool, plan_arguments(random.Random(0), tool, operation.id))
 
 
 @dataclass(frozen=True)
@@ -406,15 +448,17 @@ def render_report(
     ]
     lines += [
         "",
-        "| Fault injected | Times | Calls that met it | ...answered correctly | ...clear error |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| Fault injected | Times | Calls that met it | ...answered correctly | ...clear error | "
+        "...of which for an id Knock does not have |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for fault in Fault:
         met = [call for call in report.calls if fault in call.faults]
+        errors = [call for call in met if call.outcome == "clear error"]
         lines.append(
             f"| {fault.value} | {report.faults_injected[fault]:,} | {len(met):,} | "
-            f"{sum(call.outcome == 'correct' for call in met):,} | "
-            f"{sum(call.outcome == 'clear error' for call in met):,} |"
+            f"{sum(call.outcome == 'correct' for call in met):,} | {len(errors):,} | "
+            f"{sum(call.operation_id.startswith(MISSING_ID_PREFIX) for call in errors):,} |"
         )
     growth = end.rss_kb - start.rss_kb
     lines += [

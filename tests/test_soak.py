@@ -60,14 +60,14 @@ async def test_soak_over_stdio(tmp_path: Path) -> None:
             workers = build_workers(fake, [client], STDIO_WORKERS, 6, SEED)
             pid = child_pid("knock-mcp")
             before_warm_up = process_figures(pid)
-            await warm_up(fake, workers)
-            await fill_pool(fake, workers)
+            await warm_up(fake, workers, tools)
+            await fill_pool(workers)
             start = process_figures(pid)
             fake.faults = FaultInjector(FAULT_RATE, SEED)
             plan = SoakPlan(fake, tools, STDIO_CALLS_PER_WORKER, SEED, SECRET, CALL_LIMIT)
             report = await run_soak(plan, workers)
             fake.faults = None
-            await fill_pool(fake, workers)
+            await fill_pool(workers)
             end = process_figures(pid)
     table = render_report(
         "stdio: one client, 4 concurrent callers",
