@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 import anyio
 import anyio.abc
+import h11
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -42,7 +43,9 @@ from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from sse_starlette.sse import AppStatus
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from knock_mcp import __version__
 from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_instructions
@@ -70,6 +73,10 @@ LISTEN_GRACE_SECONDS = 5.0
 # and capabilities): a few KB. The SDK's 4 MiB default would let a thousand concurrent uploads pin
 # 4 GB; 64 KiB leaves a tenfold margin over any real request and bounds that to 64 MB.
 MAX_REQUEST_BODY_BYTES = 64 * 1024
+# A request (headers and its body of at most 64 KiB) must arrive whole within this many seconds of
+# the connection opening or of the previous answer. uvicorn has no such limit: without it a client
+# that sends half a request and stops (slowloris) holds a connection and a descriptor for ever.
+REQUEST_ARRIVAL_TIMEOUT = 10.0
 # A shared token is only as strong as it is long: 32 characters of token_urlsafe carry 192 bits.
 MIN_AUTH_TOKEN_LENGTH = 32
 _LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
@@ -396,8 +403,56 @@ def serve(app: KnockMcpApp, config: HttpConfig) -> None:
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=int(config.shutdown_timeout) + 5,
+        http=RequestArrivalDeadline,
     )
     uvicorn.Server(uvicorn_config).run()
+
+
+class RequestArrivalDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus a deadline for each request to arrive whole.
+
+    A connection still waiting for (part of) a request `REQUEST_ARRIVAL_TIMEOUT` seconds after it
+    opened, or after its previous answer, gets 408 and is closed; a request that is still being
+    answered (a long tool call, a listen stream) is not affected. Under `uvicorn --factory`, pass
+    `--http knock_mcp.http:RequestArrivalDeadline` for the same protection.
+    """
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self._deadline = self.loop.call_later(REQUEST_ARRIVAL_TIMEOUT, self._on_deadline)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        waiting_for_request = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+        if self.transport.is_closing() or not waiting_for_request:
+            return
+        if self.conn.our_state is h11.IDLE:
+            # h11 cannot frame an answer to a request it has not parsed; the connection closes next.
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                b"content-length: 37\r\n\r\nThe request did not arrive in time.\r\n"
+            )
+        self.transport.close()
 
 
 class KnockMcpApp:
@@ -480,7 +535,12 @@ class KnockMcpApp:
                 return
             scope = {**scope, "user": user}
         with self._drain.track():
-            await self._mcp(scope, receive, send)
+            try:
+                await self._mcp(scope, receive, send)
+            except ClientDisconnect:
+                # The client left before its request had arrived whole (or was cut off for being too
+                # slow, see RequestArrivalDeadline): there is no one to answer, and nothing went wrong here.
+                logger.debug("A client disconnected before its request arrived whole.")
 
     async def _serve_health(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):

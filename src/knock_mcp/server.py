@@ -408,11 +408,7 @@ def create_server(
                 structured_content=page.model_dump(mode="json"),
             )
 
-        if cursor is not None:
-            try:
-                check_cursor(cursor, id, collection)
-            except KnockMcpError as error:
-                raise ToolError(ctx.request_context.lifespan_context.public_text(error)) from None
+        _refuse_a_bad_cursor(ctx.request_context.lifespan_context, cursor, id, collection)
         return await answer(ctx, id, respond)
 
     @server.prompt(
@@ -461,6 +457,18 @@ def create_server(
 
     server.middleware.append(_ArgumentNamesCheck(server))
     return server
+
+
+def _refuse_a_bad_cursor(
+    state: ServerState, cursor: str | None, operation_id: str, collection: str | None
+) -> None:
+    """A cursor that is not ours for this operation and collection is refused before Knock is asked."""
+    if cursor is None:
+        return
+    try:
+        check_cursor(cursor, operation_id, collection)
+    except KnockMcpError as error:
+        raise ToolError(state.public_text(error)) from None
 
 
 class _ArgumentNamesCheck:
