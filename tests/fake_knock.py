@@ -232,6 +232,12 @@ class FakeKnock:
                     with fake._lock:
                         fake.open_connections -= 1
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    """A client that hangs up mid-request (a timeout, a shutdown) is normal here."""
+
             def do_GET(self) -> None:
                 fake._serve(self)
 

@@ -369,13 +369,15 @@ async def fill_pool(workers: Sequence[Worker], hold_seconds: float = 0.5) -> Non
             worker.held.hold_seconds = 0.0
 
 
-async def warm_up(fake: FakeKnock, workers: Sequence[Worker], tools: Sequence[Tool]) -> None:
-    """Take every path before measuring, each fault kind met by all workers at once: first-use
+async def warm_up(
+    fake: FakeKnock, workers: Sequence[Worker], tools: Sequence[Tool], at_once: int = 4
+) -> None:
+    """Take every path before measuring, each fault kind met by `at_once` workers together: first-use
     costs (imports, thread pools) and the allocator's high-water mark (several 16 MiB bodies read
     at the same moment) are then not counted as growth, while a leak still grows with the calls."""
     for fault in Fault:
-        fake.inject_next(*[fault] * len(workers))
-        await _each_worker_once(workers)
+        fake.inject_next(*[fault] * min(at_once, len(workers)))
+        await _each_worker_once(workers[:at_once])
     usable = [tool.name for tool in tools if tool.name in CHECKED_TOOLS]
     for tool in usable:
         for operation in workers[0].operations:

@@ -12,6 +12,7 @@ longer than an attempt may take.
 from __future__ import annotations
 
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mcp.client.stdio import stdio_client
 
 from conftest import SECRET
 from fake_knock import FakeKnock, FaultInjector
+from http_server import HttpServer
 from soak import (
     SoakPlan,
     build_workers,
@@ -38,6 +40,8 @@ FAULT_RATE = 0.10
 SEED = 7
 STDIO_WORKERS = 4
 STDIO_CALLS_PER_WORKER = 275
+HTTP_CLIENTS = 50
+HTTP_CALLS_PER_CLIENT = 22
 SOAK_ENV = {"KNOCK_TIMEOUT": "1", "KNOCK_MAX_RETRIES": "2", "KNOCK_MCP_CALL_DEADLINE": "5"}
 SETTINGS_NOTE = (
     f"Faults at {FAULT_RATE:.0%} of requests (seed {SEED}); server run with "
@@ -84,6 +88,46 @@ async def test_soak_over_stdio(tmp_path: Path) -> None:
     assert report.count("lost") == 0, table
     assert report.count("correct") > 0.8 * len(report.calls), table
     assert set(report.faults_injected) == set(fake.faults_injected), "every fault kind was met"
+    assert end.rss_kb - start.rss_kb < MAX_RSS_GROWTH_KB, table
+    assert end.fds == start.fds, table
+    assert SECRET not in logged
+    assert "Traceback" not in logged, logged[-3000:]
+
+
+async def test_soak_over_http_with_50_concurrent_clients(tmp_path: Path) -> None:
+    with FakeKnock(stall_seconds=2.0) as fake:
+        env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake.base_url, **SOAK_ENV}
+        with HttpServer(env, tmp_path, ["--log-level", "warning"]) as server:
+            async with AsyncExitStack() as stack:
+                clients = [
+                    await stack.enter_async_context(Client(server.mcp_url)) for _ in range(HTTP_CLIENTS)
+                ]
+                tools = (await clients[0].list_tools()).tools
+                workers = build_workers(fake, clients, HTTP_CLIENTS, 3, SEED)
+                before_warm_up = process_figures(server.pid)
+                await warm_up(fake, workers, tools)
+                await fill_pool(workers)
+                start = process_figures(server.pid)
+                fake.faults = FaultInjector(FAULT_RATE, SEED)
+                plan = SoakPlan(fake, tools, HTTP_CALLS_PER_CLIENT, SEED, SECRET, CALL_LIMIT)
+                report = await run_soak(plan, workers)
+                fake.faults = None
+                await fill_pool(workers)
+                end = process_figures(server.pid)
+            logged = server.stderr()
+    table = render_report(
+        f"HTTP: {HTTP_CLIENTS} concurrent clients",
+        report,
+        SETTINGS_NOTE,
+        before_warm_up=before_warm_up,
+        start=start,
+        end=end,
+    )
+    print(f"\n{table}\n")
+    assert len(report.calls) >= 1000
+    assert report.count("wrong") == 0, table
+    assert report.count("lost") == 0, table
+    assert report.count("correct") > 0.8 * len(report.calls), table
     assert end.rss_kb - start.rss_kb < MAX_RSS_GROWTH_KB, table
     assert end.fds == start.fds, table
     assert SECRET not in logged
