@@ -9,6 +9,7 @@ With `faults` set it also turns a seeded random share of requests into one of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -233,10 +234,9 @@ class FakeKnock:
                         fake.open_connections -= 1
 
             def handle(self) -> None:
-                try:
+                # A client that hangs up mid-request (a timeout, a shutdown) is normal here.
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                     super().handle()
-                except (ConnectionResetError, BrokenPipeError):
-                    """A client that hangs up mid-request (a timeout, a shutdown) is normal here."""
 
             def do_GET(self) -> None:
                 fake._serve(self)

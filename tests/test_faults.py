@@ -134,3 +134,7 @@ async def test_a_200_mb_streamed_body_is_cut_at_the_cap_without_holding_it(
     assert peak < MAX_RESPONSE_BYTES + 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB, sent {sent / 1e6:.1f} MB"
     # The client hung up soon after the cap: the fake wrote the cap plus what socket buffers took.
     assert fake_knock.body_bytes_sent < OVERSIZED_BODY_BYTES // 4
+    print(
+        f"\n200 MB chunked body: refused at the 16 MiB cap; peak traced memory {peak / 1e6:.1f} MB, "
+        f"{sent / 1e6:.1f} MB sent by the fake before the client hung up\n"
+    )

@@ -101,6 +101,7 @@ async def test_malformed_requests_are_refused_and_the_server_keeps_answering(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
+        rows = ["| Request | Answer | Next request answered |", "| --- | --- | --- |"]
         async with httpx2.AsyncClient(timeout=30) as http:
             for what, body, headers, status in MALFORMED:
                 response = await http.post(server.mcp_url, content=body, headers=headers)
@@ -108,6 +109,8 @@ async def test_malformed_requests_are_refused_and_the_server_keeps_answering(
                 assert "Traceback" not in response.text
                 alive = await http.post(server.mcp_url, content=TOOLS_LIST, headers=HEADERS)
                 assert alive.status_code == 200, f"after {what}"
+                rows.append(f"| {what} | {response.status_code} {response.text[:70]!r} | yes |")
+        print("\n### Hostile HTTP requests\n\n" + "\n".join(rows) + "\n")
         async with Client(server.mcp_url) as client:
             answered = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
             assert not answered.is_error
@@ -150,6 +153,7 @@ async def test_a_request_that_never_finishes_is_timed_out_while_others_are_answe
                 assert not result.is_error
                 answered += 1
             assert answered > 0
+            rows = ["| Never finished | Outcome |", "| --- | --- |"]
             for what, connection in slow.items():
                 connection.settimeout(REQUEST_ARRIVAL_TIMEOUT * 3)
                 received = b""
@@ -160,8 +164,12 @@ async def test_a_request_that_never_finishes_is_timed_out_while_others_are_answe
                 assert waited < REQUEST_ARRIVAL_TIMEOUT * 3, what
                 if what != "half the body":
                     assert received.startswith(b"HTTP/1.1 408 "), f"{what}: {received[:100]!r}"
+                answer = received.split(b"\r\n", 1)[0].decode() or "connection closed"
+                rows.append(f"| a request that stops after {what} | {answer} after {waited:.1f} s |")
             assert fds_settle(server.pid, baseline), "a connection was left open"
             result = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
             assert not result.is_error
         logged = server.stderr()
     assert "Traceback" not in logged
+    rows.append(f"| meanwhile | {answered} other calls answered; descriptors back to {baseline} |")
+    print("\n### Requests that never finish (slowloris)\n\n" + "\n".join(rows) + "\n")
