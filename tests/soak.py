@@ -378,10 +378,14 @@ async def warm_up(
     for fault in Fault:
         fake.inject_next(*[fault] * min(at_once, len(workers)))
         await _each_worker_once(workers[:at_once])
+    # Then every checked tool on every operation, all workers at once: the busiest the run gets.
     usable = [tool.name for tool in tools if tool.name in CHECKED_TOOLS]
     for tool in usable:
-        for operation in workers[0].operations:
-            await workers[0].client.call_tool(tool, plan_arguments(random.Random(0), tool, operation.id))
+        for slot in range(len(workers[0].operations)):
+            async with anyio.create_task_group() as group:
+                for worker in workers:
+                    arguments = plan_arguments(random.Random(slot), tool, worker.operations[slot].id)
+                    group.start_soon(worker.client.call_tool, tool, arguments)
 
 
 @dataclass(frozen=True)
