@@ -455,6 +455,10 @@ def create_server(
             logger.exception("knock-mcp failed unexpectedly")
             raise ResourceError(UNEXPECTED_FAILURE) from None
 
+    return _refusing_unknown_arguments(server)
+
+
+def _refusing_unknown_arguments(server: MCPServer[ServerState]) -> MCPServer[ServerState]:
     server.middleware.append(_ArgumentNamesCheck(server))
     return server
 
