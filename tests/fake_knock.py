@@ -274,6 +274,12 @@ class FakeKnock:
         with self._lock:
             self._fault_script.extend(faults)
 
+    @property
+    def faults_pending(self) -> int:
+        """Faults queued by `inject_next` that no request has met yet."""
+        with self._lock:
+            return len(self._fault_script)
+
     def requests_for(self, operation_id: str) -> list[SeenRequest]:
         return [seen for seen in self.requests if seen.path.endswith(operation_id)]
 
