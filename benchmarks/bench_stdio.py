@@ -9,6 +9,12 @@ other; call one, call the other) so that noise on a busy machine lands on both a
 what an `mcp.Client` sees, including its check of each result against the tool's output schema,
 which real clients of this SDK pay too.
 
+Every call asks for an operation id of its own, so every call is a request to Knock for both servers
+(knock-mcp would otherwise rightly answer a repeat question about a finished operation from its
+cache, and share reads of a running one), and the fake Knock's count of requests is checked against
+the calls made. knock-mcp's memory figures therefore include what its cache of finished operations
+holds after that many distinct ones.
+
 Knock is the fake from tests/fake_knock.py on 127.0.0.1; nothing leaves the machine. The report is
 printed whether or not a target is met (exit status 0); an error of any kind exits non-zero.
 """
@@ -23,7 +29,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
@@ -141,11 +147,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test, not figures to quote")
     plan = QUICK if parser.parse_args().quick else FULL
     small = json.loads((REPO / "tests" / "fixtures" / "completed.json").read_text())
+    big = big_operation(small)
     with FakeKnock() as knock:
-        knock.operations[small["id"]] = small
-        knock.operations[BIG_ID] = big_operation(small)
+        knock.operations[BIG_ID] = big
         raw_body_bytes = len(httpx2.get(f"{knock.base_url}/v1/bulk_operations/{BIG_ID}").content)
-        results = anyio.run(measure, plan, knock, small["id"], raw_body_bytes)
+        calls = len(SERVERS) * (plan.warmup_calls + plan.timed_calls)
+        small_ids = register_copies(knock, small, group=1, count=calls)
+        big_ids = register_copies(knock, big, group=2, count=len(SERVERS) * plan.big_calls)
+        results = anyio.run(measure, plan, knock, small_ids, big_ids, raw_body_bytes)
     print(render(plan, results))
 
 
@@ -168,7 +177,19 @@ def big_operation(template: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def measure(plan: Plan, knock: FakeKnock, small_id: str, raw_body_bytes: int) -> Results:
+def register_copies(knock: FakeKnock, template: dict[str, Any], *, group: int, count: int) -> list[str]:
+    """Serve `count` copies of `template`, each under an id of its own (ids of one group share their
+    second part); returns the ids. An id is the same length as a real one, so the bodies are too."""
+    ids = [f"{number:08x}-{group:04x}-4000-8000-000000000000" for number in range(count)]
+    for operation_id in ids:
+        path = f"/v1/bulk_operations/{operation_id}"
+        knock.operations[operation_id] = template | {"id": operation_id, "progress_path": path}
+    return ids
+
+
+async def measure(
+    plan: Plan, knock: FakeKnock, small_ids: list[str], big_ids: list[str], raw_body_bytes: int
+) -> Results:
     figures = {server: Figures() for server in SERVERS}
     progress("warming up: one untimed start of each server (bytecode and page caches)")
     for server in SERVERS:
@@ -180,44 +201,54 @@ async def measure(plan: Plan, knock: FakeKnock, small_id: str, raw_body_bytes: i
     async with open_sessions(SERVERS, knock.base_url) as sessions:
         for session in sessions:
             figures[session.server].protocol = session.client.protocol_version
-        await measure_round_trips(plan, sessions, knock, small_id, figures)
-        summary_chars = await measure_big_operation(plan, sessions, figures)
+        await measure_round_trips(plan, sessions, knock, iter(small_ids), figures)
+        summary_chars = await measure_big_operation(plan, sessions, knock, iter(big_ids), figures)
     return Results(figures, raw_body_bytes, summary_chars)
 
 
 async def measure_round_trips(
-    plan: Plan, sessions: list[Session], knock: FakeKnock, small_id: str, figures: dict[Server, Figures]
+    plan: Plan, sessions: list[Session], knock: FakeKnock, ids: Iterator[str], figures: dict[Server, Figures]
 ) -> None:
     progress(f"round trips: {plan.timed_calls} of each after {plan.warmup_calls} warm-up")
     requests_before = len(knock.requests)
-    arguments = {"id": small_id}
     for run in range(plan.warmup_calls + plan.timed_calls):
         for session in alternate(sessions, run):
-            elapsed, _ = await call(session, "get_bulk_operation", arguments)
+            elapsed, _ = await call(session, "get_bulk_operation", {"id": next(ids)})
             if run >= plan.warmup_calls:
                 figures[session.server].call_ms.append(elapsed)
-    # A server that answered from a cache would win for the wrong reason: every call must reach Knock.
-    expected = len(sessions) * (plan.warmup_calls + plan.timed_calls)
-    if (seen := len(knock.requests) - requests_before) != expected:
-        raise RuntimeError(f"fake Knock saw {seen} requests during the round trips, expected {expected}")
+    expect_requests(
+        knock, requests_before, len(sessions) * (plan.warmup_calls + plan.timed_calls), "round trips"
+    )
     for session in sessions:
         figures[session.server].rss_after_calls_kb = proc_status_kb(session.pid, "VmRSS")
 
 
-async def measure_big_operation(plan: Plan, sessions: list[Session], figures: dict[Server, Figures]) -> int:
+async def measure_big_operation(
+    plan: Plan, sessions: list[Session], knock: FakeKnock, ids: Iterator[str], figures: dict[Server, Figures]
+) -> int:
     """Time, size and memory of the 12,000-item operation; returns the size of knock-mcp's summary."""
     progress(f"{BIG_FAILED_ITEMS:,}-item operation: {plan.big_calls} calls of each")
+    requests_before = len(knock.requests)
     for run in range(plan.big_calls):
         for session in alternate(sessions, run):
-            elapsed, result = await call(session, "get_bulk_operation", {"id": BIG_ID})
+            elapsed, result = await call(session, "get_bulk_operation", {"id": next(ids)})
             figures[session.server].big_call_ms.append(elapsed)
             figures[session.server].big_output_chars = output_chars(result)
+    expect_requests(
+        knock, requests_before, len(sessions) * plan.big_calls, f"{BIG_FAILED_ITEMS:,}-item calls"
+    )
     for session in sessions:
         figures[session.server].rss_after_big_kb = proc_status_kb(session.pid, "VmRSS")
         figures[session.server].peak_rss_kb = proc_status_kb(session.pid, "VmHWM")
     knock_mcp = next(session for session in sessions if session.server is KNOCK_MCP)
     _, summary = await call(knock_mcp, "summarize_bulk_operation", {"id": BIG_ID})
     return output_chars(summary)
+
+
+def expect_requests(knock: FakeKnock, before: int, expected: int, what: str) -> None:
+    """A server that answered from a cache would win for the wrong reason: every call must reach Knock."""
+    if (seen := len(knock.requests) - before) != expected:
+        raise RuntimeError(f"fake Knock saw {seen} requests during the {what}, expected {expected}")
 
 
 async def cold_start_ms(server: Server, base_url: str) -> float:
