@@ -3,12 +3,18 @@ both the command line and the ASGI factory."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
 import pytest
 from pydantic import SecretStr
 
 from knock_mcp.cli import main
 from knock_mcp.errors import ConfigurationError
-from knock_mcp.http import HttpConfig, HttpFlags, KnockMcpApp, create_app, load_http_config
+from knock_mcp.http import HttpConfig, HttpFlags, KnockMcpApp, build_app, create_app, load_http_config
 
 TOKEN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -170,3 +176,65 @@ def test_the_command_line_refuses_unsafe_or_misplaced_options(
         main(argv)
     assert exited.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+@asynccontextmanager
+async def running(app: KnockMcpApp) -> AsyncIterator[None]:
+    """The app between its ASGI lifespan's startup and shutdown, as uvicorn runs it."""
+    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](2)
+    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](2)
+
+    async def receive() -> dict[str, Any]:
+        return await app_receives.receive()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        await app_sends.send(dict(message))
+
+    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tasks:
+        tasks.start_soon(app, {"type": "lifespan"}, receive, send)
+        await to_app.send({"type": "lifespan.startup"})
+        assert (await from_app.receive())["type"] == "lifespan.startup.complete"
+        yield
+        await to_app.send({"type": "lifespan.shutdown"})
+        assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"
+
+
+def test_no_auth_refuses_allowed_hosts_other_machines_can_use() -> None:
+    (problem,) = problems({}, HttpFlags(allowed_hosts=["mcp.example.com"]))
+    assert "is none but --allowed-host lets clients reach this server as mcp.example.com" in problem
+    assert load_http_config({}, HttpFlags(allowed_hosts=["localhost:8000", "[::1]:*"])).auth == "none"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("auth", "arrived_on", "status"),
+    [
+        # uvicorn --factory ... --host 0.0.0.0 with KNOCK_MCP_HOST left at its loopback default: the
+        # start-up check passes, so the address each request arrived on is what refuses it.
+        ("none", "http://10.1.2.3:8000", 403),
+        ("none", "http://127.0.0.1:8000", 200),
+        ("token", "http://10.1.2.3:8000", 200),
+    ],
+)
+async def test_no_auth_answers_only_requests_that_arrived_on_loopback(
+    auth: str, arrived_on: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"KNOCK_MCP_DEMO": "1", "KNOCK_MCP_AUTH": auth}
+    if auth == "token":
+        environ["KNOCK_MCP_AUTH_TOKEN"] = TOKEN
+    app = build_app(load_http_config(environ), environ)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {
+        # A forged Host that passes the DNS-rebinding check: only the arrival address is left.
+        "Host": "127.0.0.1:8000",
+        "Authorization": f"Bearer {TOKEN}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    transport = httpx2.ASGITransport(app=app)
+    async with running(app), httpx2.AsyncClient(transport=transport, base_url=arrived_on) as client:
+        response = await client.post("/mcp", json=ping, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert "--auth token or --auth knock-key" in response.json()["error"]["message"]
+        assert "KNOCK_MCP_HOST" in caplog.text

@@ -205,6 +205,15 @@ def load_http_config(environ: Mapping[str, str], flags: HttpFlags | None = None)
             f"{AUTH_TOKEN_VARIABLE} is set but {labels['auth']} is {config.auth}, so nothing would check it: "
             f"use --auth token (or {_SOURCES['auth'][1]}=token) to require it, or unset it"
         )
+    if config.auth == "none" and is_loopback(config.host):
+        # Behind a reverse proxy that forwards a public name to loopback, the host alone looks safe.
+        public = [host for host in config.allowed_hosts if not _allows_only_loopback(host)]
+        if public:
+            problems.append(
+                f"{labels['auth']} is none but {labels['allowed_hosts']} lets clients reach this server as "
+                f"{', '.join(public)}: anyone who can reach that name could use this server and its Knock "
+                "key. Use --auth token or --auth knock-key"
+            )
     if not is_loopback(config.host):
         if config.auth == "none":
             problems.append(
@@ -247,6 +256,12 @@ def _parse_auth(raw: str) -> AuthMode:
     if raw not in AUTH_MODES:
         raise ValueError(f"must be one of {', '.join(AUTH_MODES)}, not {raw!r}")
     return raw
+
+
+def _allows_only_loopback(allowed_host: str) -> bool:
+    """Whether an --allowed-host value (already validated) names this machine only."""
+    match = _HOST_PATTERN.fullmatch(allowed_host)
+    return match is not None and is_loopback(match.group(1))
 
 
 def _parse_allowed_host(raw: str) -> str:
@@ -475,6 +490,7 @@ class KnockMcpApp:
         self._session_manager = server.session_manager
         self._mcp = AuthContextMiddleware(self._session_manager.handle_request)
         self._authenticate = _authenticator(config)
+        self._warned_open_server = False
         self._drain = Drain(config.shutdown_timeout, _listen_closer(server))
         self._security = config.transport_security()
         # For load balancers and operators: nothing in it is secret, and it is the same for every caller.
@@ -517,6 +533,17 @@ class KnockMcpApp:
         refusal = _check_host_and_origin(scope, self._security)
         if refusal is not None:
             await _respond(send, *refusal)
+            return
+        if self._authenticate is None and not _arrived_on_loopback(scope):
+            await _respond(send, 403, _jsonrpc_error(_OPEN_SERVER_REACHED_FROM_OUTSIDE))
+            if not self._warned_open_server:
+                self._warned_open_server = True
+                logger.error(
+                    "Refused a request that arrived on %s: with --auth none knock-mcp serves only "
+                    "loopback. Set KNOCK_MCP_HOST to the address uvicorn listens on, and --auth token "
+                    "or knock-key.",
+                    scope["server"][0],
+                )
             return
         if scope["method"] == "GET":
             # Stateless: there is no session for a standalone stream to belong to, so nothing could
@@ -769,6 +796,27 @@ def _matches(value: str, allowed: Sequence[str]) -> bool:
     return any(
         value == pattern or (pattern.endswith(":*") and value.startswith(pattern[:-1])) for pattern in allowed
     )
+
+
+_OPEN_SERVER_REACHED_FROM_OUTSIDE = (
+    "This knock-mcp runs without authentication (--auth none), which serves only callers on its own "
+    "machine, and this request arrived on an address other machines can reach. Its operator must "
+    "choose --auth token or --auth knock-key (KNOCK_MCP_AUTH) and set KNOCK_MCP_HOST to the address "
+    "the server listens on."
+)
+
+
+def _arrived_on_loopback(scope: Scope) -> bool:
+    """Whether the connection came in on a loopback address (or a Unix socket, which has no port).
+
+    The last line of defence for `--auth none`: an ASGI factory cannot see the address uvicorn was
+    told to listen on, so a server started with `--host 0.0.0.0` and no KNOCK_MCP_HOST would pass
+    the start-up check; the address each connection arrived on cannot be mistaken."""
+    server = scope.get("server")
+    if server is None:
+        return False
+    host, port = server
+    return port is None or is_loopback(str(host))
 
 
 def _jsonrpc_error(message: str) -> dict[str, Any]:
