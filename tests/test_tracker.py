@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from conftest import eventually, load_fixture
-from knock_mcp.errors import KnockUnavailable, OperationNotFound, RateLimited
+from knock_mcp.errors import KnockUnavailable, OperationNotFound, RateLimited, SchemaMismatch
 from knock_mcp.models import BulkOperation
 from knock_mcp.tracker import FinalOperationCache, OperationTracker, PollPolicy, estimated_memory
 
@@ -307,3 +307,32 @@ async def test_cancelling_the_last_waiter_cancels_the_request_in_flight(
         await cancelled.wait()
     assert tracker.active_loops == 0
     assert knock.calls == ["sk_test_key_a"]
+
+
+async def test_listeners_keep_hearing_after_an_error_no_retry_fixes(make_tracker: Callable[..., Any]) -> None:
+    """A proxy's error page (or a 404 before Knock shows the operation) ends a wait, but a listener
+    would never hear of it: its loop keeps asking, at the slowest pace, until an answer comes."""
+    answers: list[BulkOperation | Exception] = [stage(10), SchemaMismatch(["status: bad"]), stage(20)]
+    knock = Knock(lambda n, key: answers[min(n, len(answers)) - 1])
+    tracker: OperationTracker = await make_tracker(knock)
+    heard: list[int] = []
+    with tracker.listening(OPERATION_ID, KEY_A, lambda operation: heard.append(operation.processed_rows)):
+        await eventually(lambda: heard == [20])
+        assert tracker.active_loops == 1
+
+
+async def test_a_listener_that_fails_does_not_stop_the_others(make_tracker: Callable[..., Any]) -> None:
+    stages = [stage(10), stage(20), stage(30, "completed")]
+    knock = Knock(lambda n, key: stages[min(n, len(stages)) - 1])
+    tracker: OperationTracker = await make_tracker(knock)
+    heard: list[int] = []
+
+    def broken(operation: BulkOperation) -> None:
+        raise RuntimeError("a listener that fails")
+
+    with (
+        tracker.listening(OPERATION_ID, KEY_A, broken),
+        tracker.listening(OPERATION_ID, KEY_A, lambda operation: heard.append(operation.processed_rows)),
+    ):
+        await eventually(lambda: tracker.active_loops == 0)
+    assert heard == [20, 30]

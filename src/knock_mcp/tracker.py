@@ -164,6 +164,8 @@ class _Entry:
     deadlines: list[float] = field(default_factory=list)
     listeners: dict[object, Callable[[BulkOperation], None]] = field(default_factory=dict)
     loop: anyio.CancelScope | None = None
+    # No poll before this: after an error no retry fixes, while only listeners remain.
+    hold_until: float = -math.inf
     reschedule: anyio.Event = field(default_factory=anyio.Event)
 
     @property
@@ -269,7 +271,11 @@ class OperationTracker:
                     continue
                 if entry.failure is not None:
                     raise entry.failure
-                return WaitOutcome((entry.latest or snapshot).operation, timed_out=True)
+                # The loop's last answer may have landed as the deadline passed: it may be final.
+                latest = entry.latest or snapshot
+                if latest is not snapshot:
+                    await on_snapshot(latest.operation)
+                return WaitOutcome(latest.operation, timed_out=not latest.operation.status.is_final)
         finally:
             entry.waiters -= 1
             entry.deadlines.remove(deadline)
@@ -368,11 +374,16 @@ class OperationTracker:
         previous = entry.latest
         entry.latest = _Snapshot(operation, self._clock())
         entry.failure = None
+        entry.hold_until = -math.inf
         if operation.status.is_final:
             self.cache.put(entry.address, operation)
         if previous is not None and previous.operation != operation:
             for on_change in list(entry.listeners.values()):
-                on_change(operation)
+                try:
+                    on_change(operation)
+                except Exception:
+                    # One listener's failure must not end the loop the others (and waiters) share.
+                    logger.exception("Could not deliver a live update for %s", entry.operation_id)
         entry.wake()
 
     def _ensure_loop(self, entry: _Entry) -> None:
@@ -412,7 +423,13 @@ class OperationTracker:
                     except Exception as error:
                         entry.failure, entry.failure_is_final = error, True
                         entry.wake()
-                        return
+                        if not entry.listeners:
+                            return
+                        # Waiters have their answer (the error), but a listener hears nothing of it and
+                        # would never hear another update: keep following, at the slowest pace. An
+                        # operation not yet visible or a proxy's error page may yet give way.
+                        entry.hold_until = self._clock() + self.policy.max_interval
+                        continue
                     if snapshot.operation.status.is_final:
                         return
         finally:
@@ -428,7 +445,7 @@ class OperationTracker:
         for deadline in entry.deadlines:
             if last < deadline - self.policy.fresh_for:
                 due = min(due, deadline - self.policy.deadline_lead)
-        return max(due, self._blocked_until.get(entry.address[0], -math.inf))
+        return max(due, entry.hold_until, self._blocked_until.get(entry.address[0], -math.inf))
 
     async def _pace(self, fingerprint: bytes) -> None:
         """Space this key's loop requests to the per-key rate."""
