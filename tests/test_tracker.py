@@ -166,6 +166,18 @@ def test_the_cache_is_bounded_by_count_and_by_size() -> None:
     assert len(too_big) == 0
 
 
+def test_cached_operations_expire_so_a_revoked_key_is_asked_again() -> None:
+    now = [0.0]
+    cache = FinalOperationCache(max_age=600.0, clock=lambda: now[0])
+    operation = stage(5, "completed")
+    cache.put((b"k", "0"), operation)
+    now[0] = 600.0
+    assert cache.get((b"k", "0")) is operation
+    now[0] = 600.5
+    assert cache.get((b"k", "0")) is None
+    assert (len(cache), cache.estimated_bytes) == (0, 0)
+
+
 def test_the_interval_starts_quick_and_slows_down() -> None:
     policy = PollPolicy()
     assert [policy.interval(age) for age in (0, 5, 10, 30, 50, 100, 1000)] == [1, 1, 1, 3, 5, 10, 10]

@@ -83,12 +83,24 @@ class PollPolicy:
 
 class FinalOperationCache:
     """Final operations by address, least recently used first out, bounded by count and by an
-    estimate of their memory. An operation larger than the whole budget is not kept."""
+    estimate of their memory. An operation larger than the whole budget is not kept.
 
-    def __init__(self, max_entries: int = 256, max_bytes: int = 64 * 1024 * 1024) -> None:
+    Entries also expire after `max_age` seconds. A final operation never changes, but the key that
+    read it may be revoked: past that age Knock is asked again, so a revoked key stops being
+    answered from the cache (over HTTP with `--auth knock-key`, keys are the callers')."""
+
+    def __init__(
+        self,
+        max_entries: int = 256,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Address, tuple[BulkOperation, int]] = OrderedDict()
+        self.max_age = max_age
+        self._clock = clock
+        self._entries: OrderedDict[Address, tuple[BulkOperation, int, float]] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -102,8 +114,13 @@ class FinalOperationCache:
         found = self._entries.get(address)
         if found is None:
             return None
+        operation, size, stored_at = found
+        if self._clock() - stored_at > self.max_age:
+            del self._entries[address]
+            self._bytes -= size
+            return None
         self._entries.move_to_end(address)
-        return found[0]
+        return operation
 
     def put(self, address: Address, operation: BulkOperation) -> None:
         if address in self._entries:
@@ -112,10 +129,10 @@ class FinalOperationCache:
         if size > self.max_bytes:
             logger.info("Operation %s is too large to cache (about %d MB)", operation.id, size // 1_000_000)
             return
-        self._entries[address] = (operation, size)
+        self._entries[address] = (operation, size, self._clock())
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, (_, evicted_size) = self._entries.popitem(last=False)
+            _, (_, evicted_size, _) = self._entries.popitem(last=False)
             self._bytes -= evicted_size
 
 
