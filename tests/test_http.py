@@ -238,15 +238,19 @@ async def test_two_tenants_never_see_each_others_operations(
 
 
 async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    # A name other machines use needs authentication (--auth none would be refused at start-up).
     args = ["--allowed-origin", "https://app.example.test", "--allowed-host", "mcp.example.test"]
-    with HttpServer(knock_env(fake_knock), tmp_path, args) as server:
-        forged_host = post_tools_list(server, host="evil.example.test")
-        forged_origin = post_tools_list(server, origin="http://evil.example.test")
-        loopback_origin = post_tools_list(server, origin=f"http://127.0.0.1:{server.port}")
-        allowed_origin = post_tools_list(server, origin="https://app.example.test")
-        allowed_host = post_tools_list(server, host="mcp.example.test")
-        plain = post_tools_list(server)
-        stream = httpx2.get(server.mcp_url, headers={"accept": "text/event-stream"})
+    args += ["--auth", "token"]
+    env = knock_env(fake_knock, KNOCK_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    bearer = {"authorization": f"Bearer {AUTH_TOKEN}"}
+    with HttpServer(env, tmp_path, args) as server:
+        forged_host = post_tools_list(server, host="evil.example.test", **bearer)
+        forged_origin = post_tools_list(server, origin="http://evil.example.test", **bearer)
+        loopback_origin = post_tools_list(server, origin=f"http://127.0.0.1:{server.port}", **bearer)
+        allowed_origin = post_tools_list(server, origin="https://app.example.test", **bearer)
+        allowed_host = post_tools_list(server, host="mcp.example.test", **bearer)
+        plain = post_tools_list(server, **bearer)
+        stream = httpx2.get(server.mcp_url, headers={"accept": "text/event-stream", **bearer})
     assert forged_host.status_code == 421
     assert "--allowed-host" in forged_host.json()["error"]["message"]
     assert forged_origin.status_code == 403

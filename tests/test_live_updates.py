@@ -111,7 +111,9 @@ async def test_a_listener_never_hears_about_another_keys_operation(
         for seen in fake_knock.requests_for(LIVE_ID)
         if "other_environment" in seen.headers["Authorization"]
     ]
-    assert len(by_b) == 1, "b's loop stopped at Knock's 404"
+    # b's own loop asked with b's key and met Knock's 404; it keeps asking at the slowest pace
+    # (an operation may not be visible yet), and never hears what a's loop learns.
+    assert 1 <= len(by_b) < len(fake_knock.requests_for(LIVE_ID))
 
 
 async def test_listening_over_stdio(fake_knock: FakeKnock, tmp_path: Path) -> None:
