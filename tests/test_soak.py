@@ -23,7 +23,9 @@ from conftest import SECRET
 from fake_knock import FakeKnock, FaultInjector
 from http_server import HttpServer
 from soak import (
+    ProcessFigures,
     SoakPlan,
+    SoakReport,
     build_workers,
     child_pid,
     fill_pool,
@@ -54,6 +56,28 @@ MAX_RSS_GROWTH_KB = 10 * 1024
 CALL_LIMIT = 30.0
 
 
+def print_and_check(
+    title: str,
+    report: SoakReport,
+    figures: tuple[ProcessFigures, ProcessFigures, ProcessFigures],
+    logged: str,
+) -> None:
+    """Print the run's table, then hold it to what every soak must show.
+
+    `figures` are the server's before the warm-up, at the start of the run and at its end."""
+    before_warm_up, start, end = figures
+    table = render_report(title, report, SETTINGS_NOTE, before_warm_up=before_warm_up, start=start, end=end)
+    print(f"\n{table}\n")
+    assert len(report.calls) >= 1000
+    assert report.count("wrong") == 0, table
+    assert report.count("lost") == 0, table
+    assert report.count("correct") > 0.8 * len(report.calls), table
+    assert end.rss_kb - start.rss_kb < MAX_RSS_GROWTH_KB, table
+    assert end.fds == start.fds, table
+    assert SECRET not in logged
+    assert "Traceback" not in logged, logged[-3000:]
+
+
 async def test_soak_over_stdio(tmp_path: Path) -> None:
     stderr_path = tmp_path / "stderr.log"
     with FakeKnock(stall_seconds=2.0) as fake, stderr_path.open("w") as errlog:
@@ -73,25 +97,13 @@ async def test_soak_over_stdio(tmp_path: Path) -> None:
             fake.faults = None
             await fill_pool(workers)
             end = process_figures(pid)
-    table = render_report(
+    print_and_check(
         "stdio: one client, 4 concurrent callers",
         report,
-        SETTINGS_NOTE,
-        before_warm_up=before_warm_up,
-        start=start,
-        end=end,
+        (before_warm_up, start, end),
+        stderr_path.read_text(),
     )
-    print(f"\n{table}\n")
-    logged = stderr_path.read_text()
-    assert len(report.calls) >= 1000
-    assert report.count("wrong") == 0, table
-    assert report.count("lost") == 0, table
-    assert report.count("correct") > 0.8 * len(report.calls), table
     assert set(report.faults_injected) == set(fake.faults_injected), "every fault kind was met"
-    assert end.rss_kb - start.rss_kb < MAX_RSS_GROWTH_KB, table
-    assert end.fds == start.fds, table
-    assert SECRET not in logged
-    assert "Traceback" not in logged, logged[-3000:]
 
 
 async def test_soak_over_http_with_50_concurrent_clients(tmp_path: Path) -> None:
@@ -115,20 +127,4 @@ async def test_soak_over_http_with_50_concurrent_clients(tmp_path: Path) -> None
                 await fill_pool(workers)
                 end = process_figures(server.pid)
             logged = server.stderr()
-    table = render_report(
-        f"HTTP: {HTTP_CLIENTS} concurrent clients",
-        report,
-        SETTINGS_NOTE,
-        before_warm_up=before_warm_up,
-        start=start,
-        end=end,
-    )
-    print(f"\n{table}\n")
-    assert len(report.calls) >= 1000
-    assert report.count("wrong") == 0, table
-    assert report.count("lost") == 0, table
-    assert report.count("correct") > 0.8 * len(report.calls), table
-    assert end.rss_kb - start.rss_kb < MAX_RSS_GROWTH_KB, table
-    assert end.fds == start.fds, table
-    assert SECRET not in logged
-    assert "Traceback" not in logged, logged[-3000:]
+    print_and_check(f"HTTP: {HTTP_CLIENTS} concurrent clients", report, (before_warm_up, start, end), logged)
