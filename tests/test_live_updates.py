@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterable
 from pathlib import Path
 
 import anyio
@@ -39,6 +40,25 @@ async def updates_until_final(client: Client, uri: str = URI) -> list[str]:
                 if '"status":"completed"' in str(read.contents[0]):
                     break
     return heard
+
+
+async def heard_while_another_follows(
+    bystander: AsyncIterable[object], follower: Client, linger: float = 0.0
+) -> tuple[list[object], list[str]]:
+    """What an open listen stream (`bystander`) hears while `follower` listens to URI until it is
+    final, and `linger` seconds after; and what `follower` heard."""
+    heard_by_bystander: list[object] = []
+
+    async def collect() -> None:
+        async for event in bystander:
+            heard_by_bystander.append(event)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(collect)
+        heard_by_follower = await updates_until_final(follower)
+        await anyio.sleep(linger)
+        group.cancel_scope.cancel()
+    return heard_by_bystander, heard_by_follower
 
 
 async def test_a_listener_hears_each_change_until_the_final_state(
@@ -90,19 +110,11 @@ async def test_a_listener_never_hears_about_another_keys_operation(
     )
     fake_knock.operations[LIVE_ID] = Advancing(stages())
     fake_knock.owners[LIVE_ID] = SECRET
-    heard_by_b: list[object] = []
     async with Client(server) as client, client.listen(resource_subscriptions=[URI]) as as_b:
         serving[0] = "a"
-
-        async def collect() -> None:
-            async for event in as_b:
-                heard_by_b.append(event)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(collect)
-            heard_by_a = await updates_until_final(client)
-            await anyio.sleep(3 * QUICK.first_interval)
-            group.cancel_scope.cancel()
+        heard_by_b, heard_by_a = await heard_while_another_follows(
+            as_b, client, linger=3 * QUICK.first_interval
+        )
     assert heard_by_a
     assert set(heard_by_a) == {URI}
     assert heard_by_b == []
@@ -133,22 +145,13 @@ async def test_listening_over_http_per_caller_key(fake_knock: FakeKnock, tmp_pat
     fake_knock.operations[LIVE_ID] = Advancing(stages(steps=2))
     fake_knock.owners[LIVE_ID] = TENANT_A
     env = {"KNOCK_BASE_URL": fake_knock.base_url, "KNOCK_TIMEOUT": "2"}
-    heard_by_b: list[object] = []
     with HttpServer(env, tmp_path, ["--auth", "knock-key"]) as server:
         async with (
             client_for(server, "auto", {"Authorization": f"Bearer {TENANT_B}"}) as tenant_b,
             tenant_b.listen(resource_subscriptions=[URI]) as as_b,
             client_for(server, "auto", {"Authorization": f"Bearer {TENANT_A}"}) as tenant_a,
         ):
-
-            async def collect() -> None:
-                async for event in as_b:
-                    heard_by_b.append(event)
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(collect)
-                heard_by_a = await updates_until_final(tenant_a)
-                group.cancel_scope.cancel()
+            heard_by_b, heard_by_a = await heard_while_another_follows(as_b, tenant_a)
         logged = server.stderr()
     assert heard_by_a
     assert set(heard_by_a) == {URI}
