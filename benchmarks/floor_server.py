@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from knock_mcp.http import set_nodelay_on_inherited_sockets
+from knock_mcp.http.serving import set_nodelay_on_inherited_sockets
 
 
 @asynccontextmanager

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from knock_mcp.cli import _parser
-from knock_mcp.http import DEFAULT_PORT, MCP_PATH
+from knock_mcp.http.app import MCP_PATH
+from knock_mcp.http.config import DEFAULT_PORT
 from knock_mcp.settings import is_loopback
 from test_distribution import variables_the_server_reads
 

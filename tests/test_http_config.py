@@ -14,7 +14,10 @@ from pydantic import SecretStr
 
 from knock_mcp.cli import main
 from knock_mcp.errors import ConfigurationError
-from knock_mcp.http import HttpConfig, HttpFlags, KnockMcpApp, build_app, create_app, load_http_config
+from knock_mcp.http.app import KnockMcpApp, build_app
+from knock_mcp.http.config import HttpConfig, HttpFlags, load_http_config
+from knock_mcp.http.guards import transport_security
+from knock_mcp.http.serving import create_app
 
 TOKEN = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -29,7 +32,7 @@ def test_defaults_serve_loopback_without_auth() -> None:
     config = load_http_config({})
     assert config == HttpConfig()
     assert (config.host, config.port, config.auth) == ("127.0.0.1", 8000, "none")
-    security = config.transport_security()
+    security = transport_security(config)
     assert security.enable_dns_rebinding_protection
     assert "127.0.0.1:*" in security.allowed_hosts
 

@@ -16,7 +16,8 @@ from mcp import Client
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock
 from http_server import HttpServer
-from knock_mcp.http import MAX_REQUEST_BODY_BYTES, REQUEST_ARRIVAL_TIMEOUT
+from knock_mcp.http.app import MAX_REQUEST_BODY_BYTES
+from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
 
 pytestmark = pytest.mark.anyio
 

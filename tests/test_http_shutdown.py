@@ -18,7 +18,7 @@ from mcp import MCPError
 from conftest import load_fixture
 from fake_knock import FakeKnock
 from http_server import HttpServer
-from knock_mcp.http import LISTEN_GRACE_SECONDS
+from knock_mcp.http.drain import LISTEN_GRACE_SECONDS
 from test_http import client_for, knock_env, text, wait_for_requests
 
 pytestmark = pytest.mark.anyio

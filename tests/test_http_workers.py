@@ -13,7 +13,7 @@ import pytest
 from conftest import load_fixture
 from fake_knock import FakeKnock
 from http_server import HttpServer
-from knock_mcp.http import set_nodelay_on_inherited_sockets
+from knock_mcp.http.serving import set_nodelay_on_inherited_sockets
 from test_http import client_for, knock_env, text
 
 pytestmark = pytest.mark.anyio

@@ -18,8 +18,9 @@ from conftest import SECRET, eventually
 from fake_knock import Advancing, FakeKnock
 from http_server import HttpServer
 from knock_mcp.live_updates import MAX_FOLLOWED_PER_STREAM
-from knock_mcp.server import ServerState, create_server
+from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.state import ServerState
 from test_http import TENANT_A, TENANT_B, client_for
 from test_waiting import LIVE_ID, QUICK, STEADY, stages
 

@@ -19,10 +19,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, MAX_TEXT_CHARS, BulkOperation, BulkOperationStatus
+from knock_mcp.models import (
+    ERROR_ITEMS_CHAR_BUDGET,
+    MAX_ITEMS_PER_PAGE,
+    MAX_TEXT_CHARS,
+    BulkOperation,
+    BulkOperationStatus,
+)
 from knock_mcp.summary import MAX_SUMMARY_CHARS, render_summary, summarize
 from knock_mcp.views import (
-    ERROR_ITEMS_CHAR_BUDGET,
     MAX_EXTRA_FIELD_CHARS,
     bound_operation,
     compact_json,

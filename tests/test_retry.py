@@ -12,8 +12,9 @@ from mcp.types import INVALID_PARAMS, TextContent
 
 from conftest import load_fixture
 from fake_knock import FakeKnock, Reply
+from knock_mcp.endpoints import endpoint_for
 from knock_mcp.models import BulkOperation
-from knock_mcp.retry import endpoint_for, retry_prompt
+from knock_mcp.resubmission import resubmission_prompt
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.summary import summarize
@@ -24,7 +25,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def prompt_for(fixture: str, **changes: Any) -> str:
     operation = BulkOperation.model_validate(load_fixture(fixture) | changes)
     collections = Counter(item.collection for item in operation.error_items or []).most_common()
-    return retry_prompt(summarize(operation, NOW), collections)
+    return resubmission_prompt(summarize(operation, NOW), collections)
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,9 @@ from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.models import BulkOperation
-from knock_mcp.server import ServerState, configured_key, create_server
+from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.state import ServerState, configured_key
 from knock_mcp.summary import BulkOperationSummary
 from knock_mcp.tracker import OperationTracker
 from knock_mcp.views import BoundedOperation

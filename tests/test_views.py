@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 from conftest import load_fixture
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
+from knock_mcp.models import ERROR_ITEMS_CHAR_BUDGET, MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.views import (
-    ERROR_ITEMS_CHAR_BUDGET,
     MAX_EXTRA_FIELD_CHARS,
     bound_operation,
     compact_json,

@@ -17,8 +17,9 @@ from pydantic import SecretStr
 
 from conftest import SECRET, eventually, load_fixture
 from fake_knock import Advancing, FakeKnock, Payload
-from knock_mcp.server import ServerState, create_server
+from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.state import ServerState
 from knock_mcp.summary import WaitResult
 from knock_mcp.tracker import PollPolicy
 

@@ -10,31 +10,27 @@ Only MCP protocol goes to stdout while serving over stdio; logs go to stderr.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import TextContent
-from pydantic import SecretStr
 
 from knock_mcp import __version__
-from knock_mcp.demo import DEMO_BASE_URL, PROCESSING_ID, DemoKnock, demo_instructions
+from knock_mcp.bootstrap import demo_server, local_server, start
+from knock_mcp.demo import PROCESSING_ID
 from knock_mcp.errors import ConfigurationError
-from knock_mcp.http import AUTH_MODES, LOG_FORMAT, HttpFlags, build_app, load_http_config, serve
-from knock_mcp.server import LogLevel, ServerState, create_server
-from knock_mcp.settings import Settings, load_settings
+from knock_mcp.http.config import AUTH_MODES, HttpFlags, load_http_config
+from knock_mcp.logs import LOG_LEVELS, LogLevel
+from knock_mcp.state import ServerState
 from knock_mcp.terminal import progress_line_for
 
-logger = logging.getLogger("knock_mcp")
-
-LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXIT_TOOL_ERROR = 1
 EXIT_USAGE = 2
 
@@ -65,11 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if http_only:
         parser.error(f"{', '.join(http_only)} only apply with --transport http")
     level: LogLevel = args.log_level or "WARNING"
-    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
-    server = _build_server(demo=args.demo, warn_at_start=args.command is None, log_level=level)
-    # The ~100k objects created by imports live as long as the process: keep the garbage collector
-    # from rescanning them during every full collection (it cut a 12,000-item call from ~65 to ~21 ms).
-    gc.freeze()
+    if args.demo:
+        server = start(level, partial(demo_server, level))
+    else:
+        server = start(level, partial(local_server, os.environ, level, serving=args.command is None))
     try:
         if args.command == "call":
             sys.exit(anyio.run(_call, server, args.tool, args.arguments, args.json))
@@ -170,50 +165,25 @@ def _serve_http(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         shutdown_timeout=args.shutdown_timeout,
     )
+    # Only now, serving over HTTP: the app and uvicorn are of no use to stdio or `call`.
+    from knock_mcp.http.app import MCP_PATH, build_app  # noqa: PLC0415
+    from knock_mcp.http.serving import serve  # noqa: PLC0415
+
     try:
         config = load_http_config(os.environ, flags)
-        logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
-        app = build_app(config, os.environ)
+        app = start(config.log_level, partial(build_app, config, os.environ))
     except ConfigurationError as error:
         print(f"knock-mcp: {error}", file=sys.stderr)
         return EXIT_USAGE
-    gc.freeze()  # as for stdio, below
     host = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host
     print(
-        f"knock-mcp {__version__}: serving MCP at http://{host}:{config.port}/mcp "
+        f"knock-mcp {__version__}: serving MCP at http://{host}:{config.port}{MCP_PATH} "
         f"(auth: {config.auth}{', demo' if config.demo else ''}); health check at /healthz",
         file=sys.stderr,
         flush=True,
     )
     serve(app, config)
     return 0
-
-
-def _build_server(*, demo: bool, warn_at_start: bool, log_level: LogLevel) -> MCPServer[ServerState]:
-    if demo:
-        # The demo never reads KNOCK_API_KEY: a real key is never touched by a simulated Knock.
-        settings = Settings(api_key=SecretStr("sk_demo"), base_url=DEMO_BASE_URL)
-        return create_server(
-            settings,
-            transport=DemoKnock().transport(),
-            extra_instructions=demo_instructions(),
-            cache_final_operations=False,
-            log_level=log_level,
-        )
-    config: Settings | ConfigurationError
-    try:
-        config = load_settings(os.environ)
-    except ConfigurationError as error:
-        config = error
-    if warn_at_start:
-        if isinstance(config, ConfigurationError):
-            logger.error("%s Every tool call will report this until it is fixed.", config)
-        elif config.api_key is None:
-            logger.warning(
-                "KNOCK_API_KEY is not set: the server is running, but every tool call will "
-                "explain how to set it. Use --demo to try it without a Knock account."
-            )
-    return create_server(config, log_level=log_level)
 
 
 async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:

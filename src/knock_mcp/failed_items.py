@@ -18,11 +18,16 @@ from itertools import groupby
 
 from pydantic import BaseModel, Field
 
+from knock_mcp.endpoints import endpoint_for
 from knock_mcp.errors import InvalidCursor
-from knock_mcp.models import BulkOperation, BulkOperationStatus, ErrorItem, parse_operation_id
+from knock_mcp.models import (
+    ERROR_ITEMS_CHAR_BUDGET,
+    BulkOperation,
+    BulkOperationStatus,
+    ErrorItem,
+    parse_operation_id,
+)
 from knock_mcp.output_schema import SelfContainedSchemaModel
-from knock_mcp.retry import endpoint_for
-from knock_mcp.views import ERROR_ITEMS_CHAR_BUDGET
 
 # Collections counted one by one; past this many, the rest are summed up as omitted.
 MAX_COLLECTION_COUNTS = 50

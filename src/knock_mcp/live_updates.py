@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, ServerEvent
@@ -28,11 +29,7 @@ from pydantic import ValidationError
 
 from knock_mcp.errors import InvalidOperationId
 from knock_mcp.models import BulkOperation
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from knock_mcp.server import ServerState
+from knock_mcp.state import ServerState
 
 logger = logging.getLogger(__name__)
 

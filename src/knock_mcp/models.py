@@ -36,6 +36,10 @@ MAX_TEXT_CHARS = 2000
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 # Bulk endpoints take at most 1,000 entities per call: one page of failed items is one resubmission.
 MAX_ITEMS_PER_PAGE = 1000
+# Past this many characters of failed items a page of a result (get_bulk_operation's items,
+# list_failed_items' ids) stops early: with the items shown twice (structured content and text) and
+# the operation's own fields, one result stays near 100 KB.
+ERROR_ITEMS_CHAR_BUDGET = 50_000
 
 
 class BulkOperationStatus(StrEnum):

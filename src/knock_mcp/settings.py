@@ -8,14 +8,13 @@ set the key.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import httpx2
 from pydantic import SecretStr
 
-from knock_mcp.errors import ConfigurationError
+from knock_mcp.options import OptionReader, is_header_safe, seconds_between, whole_number_between
 
 DEFAULT_BASE_URL = "https://api.knock.app"
 # A GET by id is a small read. 15 s per attempt (Knock's SDKs use 60 s) lets
@@ -28,8 +27,6 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_CALL_DEADLINE = 50.0
 
 _LOOPBACK_NAMES = {"localhost"}
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -46,29 +43,18 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one."""
-    problems: list[str] = []
-
-    def read(name: str, parse: Callable[[str], _T], default: _T) -> _T:
-        raw = environ.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return parse(raw)
-        except ValueError as error:
-            problems.append(f"{name} {error}")
-            return default
-
-    api_key = read("KNOCK_API_KEY", _parse_api_key, None)
+    options = OptionReader(environ)
     settings = Settings(
-        api_key=api_key,
-        base_url=read("KNOCK_BASE_URL", _parse_base_url, DEFAULT_BASE_URL),
-        branch=read("KNOCK_BRANCH", _parse_branch, None),
-        attempt_timeout=read("KNOCK_TIMEOUT", _seconds(0.1, 300), DEFAULT_ATTEMPT_TIMEOUT),
-        max_retries=read("KNOCK_MAX_RETRIES", _whole_number(0, 10), DEFAULT_MAX_RETRIES),
-        call_deadline=read("KNOCK_MCP_CALL_DEADLINE", _seconds(1, 3600), DEFAULT_CALL_DEADLINE),
+        api_key=options.read("KNOCK_API_KEY", _parse_api_key, None),
+        base_url=options.read("KNOCK_BASE_URL", _parse_base_url, DEFAULT_BASE_URL),
+        branch=options.read("KNOCK_BRANCH", _parse_branch, None),
+        attempt_timeout=options.read("KNOCK_TIMEOUT", seconds_between(0.1, 300), DEFAULT_ATTEMPT_TIMEOUT),
+        max_retries=options.read("KNOCK_MAX_RETRIES", whole_number_between(0, 10), DEFAULT_MAX_RETRIES),
+        call_deadline=options.read(
+            "KNOCK_MCP_CALL_DEADLINE", seconds_between(1, 3600), DEFAULT_CALL_DEADLINE
+        ),
     )
-    if problems:
-        raise ConfigurationError(problems)
+    options.check()
     return settings
 
 
@@ -78,7 +64,7 @@ def _parse_api_key(raw: str) -> SecretStr:
             "holds a public key (pk_...), which cannot read bulk operations: set it to a secret key "
             "(sk_...) from the Knock dashboard, Platform > API keys"
         )
-    if not _is_header_safe(raw):
+    if not is_header_safe(raw):
         # Never echo the key: say only what kind of character is wrong.
         raise ValueError(
             "contains spaces, line breaks or characters that are not plain ASCII (often an invisible "
@@ -88,14 +74,9 @@ def _parse_api_key(raw: str) -> SecretStr:
 
 
 def _parse_branch(raw: str) -> str:
-    if not _is_header_safe(raw):
+    if not is_header_safe(raw):
         raise ValueError(f"must be a branch slug of plain ASCII letters, digits and dashes, not {raw!r}")
     return raw
-
-
-def _is_header_safe(raw: str) -> bool:
-    """Sent in an HTTP header: printable ASCII without spaces, or the HTTP client cannot send it."""
-    return raw.isascii() and raw.isprintable() and not any(character.isspace() for character in raw)
 
 
 def _parse_base_url(raw: str) -> str:
@@ -127,25 +108,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not low <= value <= high:
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}, not {raw!r}")
-        return value
-
-    return parse
-
-
-def _whole_number(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}, not {raw!r}")
-        return int(raw)
-
-    return parse

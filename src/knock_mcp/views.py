@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, ErrorItem
+from knock_mcp.models import ERROR_ITEMS_CHAR_BUDGET, MAX_ITEMS_PER_PAGE, BulkOperation, ErrorItem
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
 DEFAULT_MAX_ERROR_ITEMS = 50
-# Past this many characters of items a page stops early: with the items shown twice (structured
-# content and text) and the operation's own fields, one result stays near 100 KB.
-ERROR_ITEMS_CHAR_BUDGET = 50_000
 # A field Knock adds later, on the operation or on an item, is shown only up to this size.
 MAX_EXTRA_FIELD_CHARS = 5000
 

@@ -1,84 +1,25 @@
-"""Retrying failed items: which Knock bulk endpoint takes them again, and the `retry_failed_items`
-prompt that asks a model to plan the retry. Pure functions over the model and its summary.
+"""The text of the `retry_failed_items` prompt, which asks a model to plan the resubmission of an
+operation's failed items. Pure functions over the operation's summary.
 
-The endpoint is read from the operation's `name`. Knock does not document its names; those it has
-been seen to use are marked `observed`, the others follow the same `<resource>.<action>` pattern
-and are marked inferred, and the prompt tells the model which is which. A name not listed here
-gets no guess: the prompt says so and asks the model to find out from the user.
+The bulk endpoint comes from `endpoints`; the prompt tells the model whether Knock has been seen to
+use the job's name or the endpoint is inferred, and when the name is unknown it asks the model to
+find out from the user rather than guess. (HTTP retries of Knock requests are
+`knock_client.RetryPolicy`, a different thing.)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+from knock_mcp.endpoints import BULK_REQUESTS_PER_SECOND, endpoint_for
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperationStatus
 from knock_mcp.summary import BulkOperationSummary, render_summary
 
-# Knock limits its bulk endpoints to one request per second.
-BULK_REQUESTS_PER_SECOND = 1
 # Collections named in the prompt; the rest are counted.
 PROMPT_COLLECTIONS = 10
 
 
-@dataclass(frozen=True)
-class BulkEndpoint:
-    """A Knock bulk endpoint and how failed ids go back into it."""
-
-    method_and_path: str
-    body: str
-    takes_ids: bool
-    observed: bool
-
-    def route(self, collection: str | None) -> str:
-        """The endpoint with the collection filled in, where the path has one."""
-        return self.method_and_path.replace("{collection}", collection or "{collection}")
-
-
-_FULL_RECORDS = "the full records of the failed ids, from the data the job was started with"
-
-ENDPOINTS: dict[str, BulkEndpoint] = {
-    "users.identify": BulkEndpoint(
-        "POST /v1/users/bulk/identify", f'{{"users": [...]}} with {_FULL_RECORDS}', True, observed=True
-    ),
-    "users.delete": BulkEndpoint("POST /v1/users/bulk/delete", '{"user_ids": [...]}', True, observed=True),
-    "users.set_preferences": BulkEndpoint(
-        "POST /v1/users/bulk/preferences",
-        '{"user_ids": [...], "preferences": {...}} with the same preferences as the original request',
-        True,
-        observed=True,
-    ),
-    "objects.set": BulkEndpoint(
-        "POST /v1/objects/{collection}/bulk/set", f'{{"objects": [...]}} with {_FULL_RECORDS}', True, False
-    ),
-    "objects.delete": BulkEndpoint(
-        "POST /v1/objects/{collection}/bulk/delete", '{"object_ids": [...]}', True, observed=False
-    ),
-    "tenants.set": BulkEndpoint(
-        "POST /v1/tenants/bulk/set", f'{{"tenants": [...]}} with {_FULL_RECORDS}', True, observed=False
-    ),
-    "tenants.delete": BulkEndpoint("POST /v1/tenants/bulk/delete", '{"tenant_ids": [...]}', True, False),
-}
-
-
-def endpoint_for(name: str) -> BulkEndpoint | None:
-    """The bulk endpoint that runs jobs called `name`, if knock-mcp knows it."""
-    known = ENDPOINTS.get(name)
-    if known is not None:
-        return known
-    resource, _, action = name.partition(".")
-    if resource == "messages" and action:
-        # Observed as messages.unread. The channel endpoint selects messages by filters, not ids.
-        return BulkEndpoint(
-            f"POST /v1/channels/{{channel_id}}/messages/bulk/{action}",
-            "filters (recipient_ids, tenants, workflows, a time range, ...), not message ids",
-            takes_ids=False,
-            observed=action == "unread",
-        )
-    return None
-
-
-def retry_prompt(summary: BulkOperationSummary, collections: list[tuple[str | None, int]]) -> str:
+def resubmission_prompt(summary: BulkOperationSummary, collections: list[tuple[str | None, int]]) -> str:
     """The user message of `retry_failed_items`: the operation's facts and what to plan.
 
     `collections` holds (collection, failed items listed) for every collection, largest first.
@@ -158,7 +99,7 @@ def _task_lines(summary: BulkOperationSummary, collections: list[tuple[str | Non
             ]
         return ["There is nothing to retry: tell the user so."]
     batches = sum(_batches(count) for _, count in collections)
-    timing = "" if batches == 1 else f": the {batches:,} requests take at least {_duration(batches)}"
+    timing = "" if batches == 1 else f": the {batches:,} requests take at least {_sending_time(batches)}"
     lines = []
     if status is BulkOperationStatus.FAILED:
         lines.append(
@@ -185,6 +126,6 @@ def _batches(count: int) -> int:
     return math.ceil(count / MAX_ITEMS_PER_PAGE)
 
 
-def _duration(requests: int) -> str:
+def _sending_time(requests: int) -> str:
     seconds = max(0, requests - 1) / BULK_REQUESTS_PER_SECOND
     return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"

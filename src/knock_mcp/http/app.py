@@ -1,0 +1,203 @@
+"""The ASGI application: `/mcp` behind the guards, authentication and the drain; `/healthz`; and a
+lifespan that runs the SDK's session manager and turns SIGTERM into a graceful drain.
+
+MCP is served at /mcp in the SDK's stateless mode, so any replica can answer any request, and
+responses stream as SSE so that progress reaches the caller and a disconnect cancels the call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.mcpserver import MCPServer
+from sse_starlette.sse import AppStatus
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope, Send
+
+from knock_mcp import __version__
+from knock_mcp.bootstrap import demo_server, http_server
+from knock_mcp.http.auth import Refusal, authenticator, bearer_token, caller_key
+from knock_mcp.http.config import HttpConfig
+from knock_mcp.http.drain import Drain, listen_closer
+from knock_mcp.http.guards import (
+    OPEN_SERVER_REACHED_FROM_OUTSIDE,
+    arrived_on_loopback,
+    check_host_and_origin,
+    jsonrpc_error,
+    transport_security,
+)
+from knock_mcp.state import ServerState
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+# The largest request a client sends here is a tool call with an id and its `_meta` (client info
+# and capabilities): a few KB. The SDK's 4 MiB default would let a thousand concurrent uploads pin
+# 4 GB; 64 KiB leaves a tenfold margin over any real request and bounds that to 64 MB.
+MAX_REQUEST_BODY_BYTES = 64 * 1024
+
+
+def build_app(config: HttpConfig, environ: Mapping[str, str]) -> KnockMcpApp:
+    """The HTTP app and the MCP server behind it; raises `ConfigurationError` naming every unusable
+    variable."""
+    caller_keys = caller_key if config.auth == "knock-key" else None
+    if config.demo:
+        return KnockMcpApp(demo_server(config.log_level, caller_keys), config, knock_key_configured=True)
+    server, knock_key_configured = http_server(environ, config.log_level, caller_keys)
+    return KnockMcpApp(server, config, knock_key_configured=knock_key_configured)
+
+
+class KnockMcpApp:
+    """The ASGI application: `/mcp` behind authentication and the drain, `/healthz`, and a lifespan
+    that runs the SDK's session manager and turns SIGTERM into a graceful drain."""
+
+    def __init__(
+        self, server: MCPServer[ServerState], config: HttpConfig, *, knock_key_configured: bool
+    ) -> None:
+        # Built for its session manager, which serves /mcp below; its Starlette router is not used,
+        # so that /healthz, the drain and authentication sit in front of it at no routing cost.
+        server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            json_response=False,
+            stateless_http=True,
+            max_request_body_size=MAX_REQUEST_BODY_BYTES,
+            transport_security=transport_security(config),
+            host=config.host,
+        )
+        self._session_manager = server.session_manager
+        self._mcp = AuthContextMiddleware(self._session_manager.handle_request)
+        self._authenticate = authenticator(config)
+        self._warned_open_server = False
+        self._drain = Drain(config.shutdown_timeout, listen_closer(server))
+        self._security = transport_security(config)
+        # For load balancers and operators: nothing in it is secret, and it is the same for every caller.
+        self._health: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "knock_key_configured": knock_key_configured,
+            "knock_key_source": "caller" if config.auth == "knock-key" else "server",
+        }
+        # The SDK's SSE responses for 2025-11-25 calls (sse-starlette's EventSourceResponse) end
+        # themselves as soon as uvicorn sees SIGTERM, cutting calls in flight. This app drains
+        # instead, and ends what is left itself once its grace is over.
+        AppStatus.enable_automatic_graceful_drain = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+        elif scope["path"] == MCP_PATH:
+            await self._serve_mcp(scope, receive, send)
+        elif scope["path"] == HEALTH_PATH:
+            await self._serve_health(scope, send)
+        else:
+            await send_json(
+                send, 404, {"error": f"not found: knock-mcp serves MCP at {MCP_PATH} and {HEALTH_PATH}"}
+            )
+
+    async def _serve_mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every check on an MCP request, in one place because their order is a security property:
+        a draining replica refuses first; Host and Origin come before anything is read from a
+        request a rebinding page may have sent; a server without authentication then answers only
+        on loopback; only a POST's bearer token is checked; and the request runs inside the drain's
+        tracking, so a shutdown waits for it."""
+        if self._drain.started:
+            await send_json(
+                send,
+                503,
+                jsonrpc_error("knock-mcp is shutting down: send the request again (another replica answers)"),
+                [(b"retry-after", b"1"), (b"connection", b"close")],
+            )
+            return
+        refusal = check_host_and_origin(scope, self._security)
+        if refusal is not None:
+            await send_json(send, *refusal)
+            return
+        if self._authenticate is None and not arrived_on_loopback(scope):
+            await send_json(send, 403, jsonrpc_error(OPEN_SERVER_REACHED_FROM_OUTSIDE))
+            if not self._warned_open_server:
+                self._warned_open_server = True
+                logger.error(
+                    "Refused a request that arrived on %s: with --auth none knock-mcp serves only "
+                    "loopback. Set KNOCK_MCP_HOST to the address uvicorn listens on, and --auth token "
+                    "or knock-key.",
+                    scope["server"][0],
+                )
+            return
+        if scope["method"] == "GET":
+            # Stateless: there is no session for a standalone stream to belong to, so nothing could
+            # ever be sent on one; the spec's answer is 405, and no idle stream holds up a shutdown.
+            await send_json(
+                send,
+                405,
+                jsonrpc_error("knock-mcp is stateless: send MCP requests to /mcp as POST"),
+                [(b"allow", b"POST")],
+            )
+            return
+        if self._authenticate is not None:
+            user = await self._authenticate(bearer_token(scope))
+            if isinstance(user, Refusal):
+                await send_json(send, 401, user.body(), [(b"www-authenticate", user.challenge().encode())])
+                return
+            scope = {**scope, "user": user}
+        with self._drain.track():
+            try:
+                await self._mcp(scope, receive, send)
+            except ClientDisconnect:
+                # The client left before its request had arrived whole (or was cut off for being too
+                # slow, see RequestArrivalDeadline): there is no one to answer, and nothing went wrong here.
+                logger.debug("A client disconnected before its request arrived whole.")
+
+    async def _serve_health(self, scope: Scope, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_json(send, 405, {"error": "GET /healthz"}, [(b"allow", b"GET, HEAD")])
+            return
+        body = {**self._health, "status": "draining"} if self._drain.started else self._health
+        # A draining replica answers 503 so that load balancers stop sending it new requests.
+        await send_json(send, 503 if self._drain.started else 200, body, head=scope["method"] == "HEAD")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self._session_manager.run())
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                self._drain.start(tasks)
+                stack.callback(tasks.cancel_scope.cancel)
+            except Exception as error:
+                logger.exception("knock-mcp could not start")
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: Mapping[str, Any],
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    head: bool = False,
+) -> None:
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *headers,
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": b"" if head else payload})
