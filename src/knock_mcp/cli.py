@@ -100,6 +100,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="stderr log level: debug, info, warning (default), error, critical",
     )
+    _add_http_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    call = commands.add_parser(
+        "call",
+        help="run one tool through the MCP client and print its result",
+        description="Run one tool and print its text. Exit status 1 on a tool error.",
+    )
+    call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
+    call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
+    call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
+    return parser
+
+
+def _add_http_options(parser: argparse.ArgumentParser) -> None:
     http = parser.add_argument_group(
         "serving over HTTP",
         "Each option can also come from the environment variable named in brackets; a flag wins. The "
@@ -142,16 +156,6 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long calls in flight may run before they are cancelled (default 60) "
         "[KNOCK_MCP_SHUTDOWN_TIMEOUT]",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    call = commands.add_parser(
-        "call",
-        help="run one tool through the MCP client and print its result",
-        description="Run one tool and print its text. Exit status 1 on a tool error.",
-    )
-    call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
-    call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
-    call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
-    return parser
 
 
 def _serve_http(args: argparse.Namespace) -> int:

@@ -89,19 +89,19 @@ def load_http_config(environ: Mapping[str, str], flags: HttpFlags | None = None)
     """Flags win over `KNOCK_MCP_*` variables; raise `ConfigurationError` naming every bad option at once."""
     options = OptionReader(environ, _given_flags(flags or HttpFlags()))
 
-    def read(name: str, parse: Callable[[str], _T], default: _T) -> _T:
+    def option(name: str, parse: Callable[[str], _T], default: _T) -> _T:
         flag, variable = OPTIONS[name]
         return options.read(variable, parse, default, flag=flag)
 
     config = HttpConfig(
-        host=read("host", _parse_host, DEFAULT_HOST),
-        port=read("port", whole_number_between(1, 65535, kind="a TCP port"), DEFAULT_PORT),
-        auth=read("auth", _parse_auth, "none"),
-        allowed_hosts=read("allowed_hosts", _parse_list(_parse_allowed_host), ()),
-        allowed_origins=read("allowed_origins", _parse_list(_parse_allowed_origin), ()),
-        demo=read("demo", parse_switch, False),
-        log_level=read("log_level", _parse_log_level, "WARNING"),
-        shutdown_timeout=read("shutdown_timeout", seconds_between(1, 3600), DEFAULT_SHUTDOWN_TIMEOUT),
+        host=option("host", _parse_host, DEFAULT_HOST),
+        port=option("port", whole_number_between(1, 65535, kind="a TCP port"), DEFAULT_PORT),
+        auth=option("auth", _parse_auth, "none"),
+        allowed_hosts=option("allowed_hosts", _parse_list(_parse_allowed_host), ()),
+        allowed_origins=option("allowed_origins", _parse_list(_parse_allowed_origin), ()),
+        demo=option("demo", parse_switch, False),
+        log_level=option("log_level", _parse_log_level, "WARNING"),
+        shutdown_timeout=option("shutdown_timeout", seconds_between(1, 3600), DEFAULT_SHUTDOWN_TIMEOUT),
     )
     token = _shared_token(config, environ.get(AUTH_TOKEN_VARIABLE, ""), options)
     _check_exposure(config, options)
