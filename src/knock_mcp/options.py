@@ -30,14 +30,13 @@ class OptionReader:
     def read(self, variable: str, parse: Callable[[str], _T], default: _T, *, flag: str | None = None) -> _T:
         """The option's parsed value, or `default` if it is unset or unusable (which is recorded)."""
         given = self._flags.get(flag) if flag is not None else None
-        if given is not None:
+        if flag is not None and given is not None:
             label, raw = flag, given
         else:
             label, raw = variable, self._environ.get(variable, "").strip()
-        if not raw and given is None:
-            self._labels[variable] = variable if flag is None else f"{flag} (or {variable})"
-            return default
-        assert label is not None
+            if not raw:
+                self._labels[variable] = variable if flag is None else f"{flag} (or {variable})"
+                return default
         self._labels[variable] = label
         try:
             return parse(raw)

@@ -243,7 +243,7 @@ def _result(text: str, structured: dict[str, Any]) -> CallToolResult:
 
 
 @dataclass(frozen=True)
-class Tool:
+class ToolDefinition:
     """A tool as the server registers it: every tool is read-only (`READ_ONLY`)."""
 
     function: Callable[..., Any]
@@ -253,8 +253,8 @@ class Tool:
 
 # In the order clients list them.
 TOOLS = (
-    Tool(get_bulk_operation, "Get bulk operation", GET_DESCRIPTION),
-    Tool(summarize_bulk_operation, "Summarize bulk operation", SUMMARIZE_DESCRIPTION),
-    Tool(wait_for_bulk_operation, "Wait for bulk operation", WAIT_DESCRIPTION),
-    Tool(list_failed_items, "List failed items", LIST_FAILED_DESCRIPTION),
+    ToolDefinition(get_bulk_operation, "Get bulk operation", GET_DESCRIPTION),
+    ToolDefinition(summarize_bulk_operation, "Summarize bulk operation", SUMMARIZE_DESCRIPTION),
+    ToolDefinition(wait_for_bulk_operation, "Wait for bulk operation", WAIT_DESCRIPTION),
+    ToolDefinition(list_failed_items, "List failed items", LIST_FAILED_DESCRIPTION),
 )
