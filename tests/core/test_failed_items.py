@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from conftest import load_fixture
-from fake_knock import FakeKnock
 from knock_mcp.errors import InvalidCursor
 from knock_mcp.failed_items import MAX_COLLECTION_COUNTS, FailedItemsPage, failed_items_page
 from knock_mcp.models import BulkOperation
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from tests.support.fake_knock import FakeKnock
+from tests.support.payloads import load_fixture
 
 MANY_ID = "77777777-7777-4777-8777-777777777777"
 COLLECTIONS = ["projects", "teams", "workspaces"]

@@ -16,8 +16,6 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock, Reply
 from knock_mcp import __version__
 from knock_mcp.errors import (
     AuthenticationFailed,
@@ -34,6 +32,9 @@ from knock_mcp.errors import (
 )
 from knock_mcp.knock_client import KnockClient, RetryPolicy, build_http_client, parse_retry_after
 from knock_mcp.settings import Settings
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -183,6 +184,7 @@ async def test_rate_limit_exhausted_says_when_to_retry(settings: Settings, fake_
     assert "try again" in str(error)
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     "retry_after", ["120", format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)]
 )
@@ -246,6 +248,7 @@ async def test_a_stalled_attempt_times_out_and_is_retried(settings: Settings, fa
     assert len(fake_knock.requests) == 2
 
 
+@pytest.mark.serial
 async def test_the_call_deadline_bounds_every_attempt(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.fail_next(*[Reply(stall_seconds=3)] * 3)
     settings = replace(settings, attempt_timeout=10, call_deadline=1.0)
@@ -414,6 +417,7 @@ async def test_a_declared_oversized_body_is_refused_before_reading(settings: Set
             await client.get_bulk_operation(PROCESSING_ID, settings.api_key)
 
 
+@pytest.mark.serial
 async def test_a_large_valid_body_is_read(settings: Settings, fake_knock: FakeKnock) -> None:
     """Over 1 MiB the body is validated in a worker thread; the answer is the same."""
     items = [{"id": f"user_{n:06d}", "collection": None} for n in range(40_000)]
@@ -424,6 +428,7 @@ async def test_a_large_valid_body_is_read(settings: Settings, fake_knock: FakeKn
     assert operation.error_items[-1].id == "user_039999"
 
 
+@pytest.mark.serial
 async def test_a_trickling_body_is_cut_off_by_the_attempt_timeout(settings: Settings) -> None:
     """Each byte arrives well within the read timeout, but the whole body never does in time."""
     attempts = 0

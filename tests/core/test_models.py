@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from conftest import load_fixture
 from knock_mcp.errors import InvalidOperationId
 from knock_mcp.models import BulkOperation, BulkOperationStatus, parse_operation_id
+from tests.support.payloads import load_fixture
 
 
 @pytest.mark.parametrize("name", ["queued", "processing", "completed", "failed", "minimal", "extended"])

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from conftest import load_fixture
 from knock_mcp.models import BulkOperation
 from knock_mcp.summary import BulkOperationSummary, summarize
 from knock_mcp.views import BoundedOperation, bound_operation
+from tests.support.payloads import load_fixture
 
 FIXTURES = ["queued", "processing", "completed", "failed", "minimal", "extended"]
 

@@ -10,13 +10,13 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import INVALID_PARAMS, TextContent
 
-from conftest import load_fixture
-from fake_knock import FakeKnock, Reply
 from knock_mcp.models import BulkOperation
 from knock_mcp.retry import endpoint_for, retry_prompt
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.summary import summarize
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.payloads import load_fixture
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

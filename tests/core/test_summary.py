@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from conftest import load_fixture
 from knock_mcp.models import MAX_TEXT_CHARS, BulkOperation, BulkOperationStatus
 from knock_mcp.summary import MAX_SUMMARY_CHARS, progress_update, render_summary, summarize, wait_result
+from tests.support.payloads import load_fixture
 
 NOW = datetime(2026, 11, 28, 10, 1, 0, tzinfo=UTC)
 

@@ -10,10 +10,11 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from conftest import eventually, load_fixture
 from knock_mcp.errors import KnockUnavailable, OperationNotFound, RateLimited, SchemaMismatch
 from knock_mcp.models import BulkOperation
 from knock_mcp.tracker import FinalOperationCache, OperationTracker, PollPolicy, estimated_memory
+from tests.support.payloads import load_fixture
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from conftest import load_fixture
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.views import (
     ERROR_ITEMS_CHAR_BUDGET,
@@ -12,6 +11,7 @@ from knock_mcp.views import (
     bound_operation,
     compact_json,
 )
+from tests.support.payloads import load_fixture
 
 
 def with_items(count: int, **extra: object) -> BulkOperation:

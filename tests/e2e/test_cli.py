@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock
 from knock_mcp import __version__
 from knock_mcp.demo import DEMO_OPERATIONS, FAILED_ID, MANY_FAILURES_ID, PROCESSING_ID, DemoOperation
+from tests.support.fake_knock import FakeKnock
+from tests.support.installed import run
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
-KNOCK_MCP = Path(sys.executable).parent / "knock-mcp"
 COMPLETED = load_fixture("completed")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {key: value for key, value in os.environ.items() if not key.startswith("KNOCK_")}
-    return subprocess.run(
-        [str(KNOCK_MCP), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=base | (env or {}),
-        check=False,
-    )
 
 
 def test_version_and_help() -> None:

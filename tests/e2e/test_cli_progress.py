@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET
-from fake_knock import Advancing, FakeKnock
 from knock_mcp.demo import LIVE_ID as DEMO_LIVE_ID
 from knock_mcp.terminal import progress_line_for, render_progress
-from test_cli import KNOCK_MCP, run
-from test_waiting import LIVE_ID, stages
+from tests.support.fake_knock import Advancing, FakeKnock
+from tests.support.installed import KNOCK_MCP, run
+from tests.support.keys import SECRET
+from tests.support.payloads import LIVE_ID, stages
 
 
 @pytest.mark.parametrize(
@@ -99,6 +99,7 @@ def test_a_terminal_shows_one_live_progress_line(fake_knock: FakeKnock) -> None:
     assert SECRET.encode() not in shown
 
 
+@pytest.mark.serial
 def test_ctrl_c_cancels_cleanly(fake_knock: FakeKnock) -> None:
     fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=600)
     status, shown, stdout = run_in_terminal(

@@ -2,7 +2,7 @@
 
 Marked `slow` but part of CI. Prints the table that docs/reliability.md reproduces:
 
-    .venv/bin/python -m pytest -m slow -s tests/test_soak.py
+    .venv/bin/python -m pytest -n 0 -m slow -s tests/e2e/test_soak.py
 
 The server runs with tight timings (KNOCK_TIMEOUT=1, KNOCK_MAX_RETRIES=2,
 KNOCK_MCP_CALL_DEADLINE=5) so that a run takes about a minute, and the fake Knock stalls for 2 s,
@@ -11,7 +11,6 @@ longer than an attempt may take.
 
 from __future__ import annotations
 
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -19,10 +18,11 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from conftest import SECRET
-from fake_knock import FakeKnock, FaultInjector
-from http_server import HttpServer
-from soak import (
+from tests.support.fake_knock import FakeKnock, FaultInjector
+from tests.support.http_server import HttpServer
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+from tests.support.soak import (
     ProcessFigures,
     SoakPlan,
     SoakReport,
@@ -35,9 +35,8 @@ from soak import (
     warm_up,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 FAULT_RATE = 0.10
 SEED = 7
 STDIO_WORKERS = 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -11,12 +10,13 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import TextContent
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock, Reply
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
 pytestmark = pytest.mark.anyio
 
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 COMPLETED_ID = load_fixture("completed")["id"]
 PROCESSING_ID = load_fixture("processing")["id"]
 

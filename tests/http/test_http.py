@@ -4,21 +4,20 @@ sockets, the SDK's HTTP client in both protocol eras, and the loopback fake Knoc
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock, Reply
-from http_server import HttpServer
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.keys import SECRET, TENANT_A, TENANT_B
+from tests.support.payloads import load_fixture
+from tests.support.polling import wait_for_requests
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +27,6 @@ FIXTURE_IDS = [
     load_fixture(name)["id"] for name in ("queued", "processing", "completed", "failed", "minimal")
 ]
 AUTH_TOKEN = "t0ken-for-tests-only-0123456789-abcdefghijklmnop"
-TENANT_A = "sk_test_tenantA-0000000000000000"
-TENANT_B = "sk_test_tenantB-1111111111111111"
 # What a modern (2026-07-28) client sends: enough for the transport to route and answer a tools/list.
 MODERN_HEADERS = {
     "content-type": "application/json",
@@ -48,38 +45,6 @@ TOOLS_LIST: dict[str, object] = {
         }
     },
 }
-
-
-@pytest.fixture(params=["auto", "legacy"])
-def mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
-
-
-def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:
-    return {
-        "KNOCK_API_KEY": SECRET,
-        "KNOCK_BASE_URL": fake_knock.base_url,
-        "KNOCK_TIMEOUT": "2",
-        "KNOCK_MCP_CALL_DEADLINE": "10",
-        **extra,
-    }
-
-
-@asynccontextmanager
-async def client_for(
-    server: HttpServer, mode: str, headers: dict[str, str] | None = None
-) -> AsyncIterator[Client]:
-    """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
-        Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
-    ):
-        yield client
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
@@ -296,13 +261,7 @@ async def test_a_hundred_concurrent_calls_are_all_answered(
     assert len(fake_knock.requests) == 100
 
 
-async def wait_for_requests(fake_knock: FakeKnock, count: int) -> None:
-    """The fake Knock runs in a thread of its own, with no event to await: poll it."""
-    with anyio.fail_after(30):
-        while len(fake_knock.requests) < count:  # noqa: ASYNC110
-            await anyio.sleep(0.02)
-
-
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("mode", "stop"),
     [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect"), ("auto", None), ("legacy", None)],

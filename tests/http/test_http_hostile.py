@@ -13,10 +13,11 @@ import httpx2
 import pytest
 from mcp import Client
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock
-from http_server import HttpServer
 from knock_mcp.http import MAX_REQUEST_BODY_BYTES, REQUEST_ARRIVAL_TIMEOUT
+from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import HttpServer
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -133,6 +134,7 @@ def half_requests(port: int) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.serial
 async def test_a_request_that_never_finishes_is_timed_out_while_others_are_answered(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:

@@ -15,13 +15,14 @@ import httpx2
 import pytest
 from mcp import MCPError
 
-from conftest import load_fixture
-from fake_knock import FakeKnock
-from http_server import HttpServer
 from knock_mcp.http import LISTEN_GRACE_SECONDS
-from test_http import client_for, knock_env, text, wait_for_requests
+from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.payloads import load_fixture
+from tests.support.polling import wait_for_requests
+from tests.support.results import text
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 STALL_SECONDS = 3.0
 CALLS_PER_ERA = 2

@@ -8,11 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import eventually
-from fake_knock import Advancing, FakeKnock
-from http_server import HttpServer
-from test_http import TENANT_A, TENANT_B, client_for, knock_env
-from test_waiting import LIVE_ID, outcome, stages
+from tests.support.fake_knock import Advancing, FakeKnock
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.keys import TENANT_A, TENANT_B
+from tests.support.payloads import LIVE_ID, stages
+from tests.support.polling import eventually
+from tests.support.results import outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +45,7 @@ async def test_progress_of_a_wait_arrives_over_http(fake_knock: FakeKnock, tmp_p
     assert notes[-1][2] == "completed: 1,000 of 1,000 rows, 5 failed"
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("mode", "stop"), [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect")]
 )

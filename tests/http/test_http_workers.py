@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import load_fixture
-from fake_knock import FakeKnock
-from http_server import HttpServer
 from knock_mcp.http import set_nodelay_on_inherited_sockets
-from test_http import client_for, knock_env, text
+from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 

@@ -23,9 +23,9 @@ import pytest
 from knock_mcp.cli import _parser
 from knock_mcp.http import DEFAULT_PORT, MCP_PATH
 from knock_mcp.settings import is_loopback
-from test_distribution import variables_the_server_reads
+from tests.support.environment import variables_the_server_reads
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SECTION_TITLE = "## Use it from an MCP client"
 CLIENT_FORMATS = {"Claude Desktop": "mcpServers", "Cursor": "mcpServers", "VS Code": "servers"}
 REMOTE = "A remote deployment (HTTP)"

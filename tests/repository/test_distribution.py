@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,8 +20,9 @@ import pytest
 import knock_mcp
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.settings import load_settings
+from tests.support.environment import variables_the_server_reads
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 REGISTRY_SCHEMA = ROOT / "tests" / "fixtures" / "registry" / "server.schema.json"
 SCHEMA_ID = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 # The shared copy the registry's schema was taken from, when this checkout sits beside it.
@@ -42,29 +42,6 @@ def pyproject() -> dict[str, Any]:
 def environment_variables() -> dict[str, dict[str, Any]]:
     (package,) = server_json()["packages"]
     return {variable["name"]: variable for variable in package["environmentVariables"]}
-
-
-class RecordingEnviron(Mapping[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.names.add(name)
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def variables_the_server_reads() -> set[str]:
-    environ = RecordingEnviron()
-    load_settings(environ)
-    return environ.names
 
 
 def uri_format_checker() -> jsonschema.FormatChecker:

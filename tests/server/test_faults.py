@@ -16,16 +16,17 @@ from dataclasses import replace
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
-from conftest import SECRET, load_fixture
-from fake_knock import OVERSIZED_BODY_BYTES, FakeKnock, Fault
 from knock_mcp.errors import InvalidResponse
 from knock_mcp.knock_client import MAX_RESPONSE_BYTES, KnockClient, build_http_client
 from knock_mcp.models import BulkOperation
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation
+from tests.support.fake_knock import OVERSIZED_BODY_BYTES, FakeKnock, Fault
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +58,6 @@ EXPECTED_ERROR: dict[Fault, str | None] = {
 
 def test_every_fault_has_an_expected_outcome() -> None:
     assert set(EXPECTED_ERROR) == set(Fault)
-
-
-def text(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def open_fds() -> int:

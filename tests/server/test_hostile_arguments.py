@@ -9,7 +9,6 @@ out of range, a missing required argument, and an argument the tool does not tak
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,15 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, Tool
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock
 from knock_mcp.server import UNEXPECTED_FAILURE, create_server
 from knock_mcp.settings import Settings
+from tests.support.fake_knock import FakeKnock
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
@@ -76,12 +78,6 @@ WRONG_TYPES: dict[str, list[Any]] = {
     "number": ["abc", True, None, [], {}, "x" * TEN_MB],
     "boolean": ["maybe", 2, None, [], {}],
 }
-
-
-def text(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def assert_clear_error(result: CallToolResult, tool: str) -> str:
@@ -219,10 +215,9 @@ async def test_a_10_mb_argument_over_stdio_is_refused_and_the_server_keeps_answe
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
-    command = str(Path(sys.executable).parent / "knock-mcp")
     with (tmp_path / "stderr.log").open("w") as errlog:
         async with Client(
-            stdio_client(StdioServerParameters(command=command, env=env), errlog=errlog)
+            stdio_client(StdioServerParameters(command=KNOCK_MCP, env=env), errlog=errlog)
         ) as client:
             for value in ("\x00" * TEN_MB, "é" * TEN_MB):
                 refused = await client.call_tool("summarize_bulk_operation", {"id": value})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterable
 from pathlib import Path
 
@@ -14,19 +13,19 @@ from mcp.client.subscriptions import ResourceUpdated
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from conftest import SECRET, eventually
-from fake_knock import Advancing, FakeKnock
-from http_server import HttpServer
 from knock_mcp.live_updates import MAX_FOLLOWED_PER_STREAM
 from knock_mcp.server import ServerState, create_server
 from knock_mcp.settings import Settings
-from test_http import TENANT_A, TENANT_B, client_for
-from test_waiting import LIVE_ID, QUICK, STEADY, stages
+from tests.support.fake_knock import Advancing, FakeKnock
+from tests.support.http_server import HttpServer, client_for
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET, TENANT_A, TENANT_B
+from tests.support.payloads import LIVE_ID, stages
+from tests.support.polling import QUICK, STEADY, eventually
 
 pytestmark = pytest.mark.anyio
 
 URI = f"knock://bulk_operations/{LIVE_ID}"
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 
 
 async def updates_until_final(client: Client, uri: str = URI) -> list[str]:
@@ -74,6 +73,7 @@ async def test_a_listener_hears_each_change_until_the_final_state(
         assert len(fake_knock.requests_for(LIVE_ID)) == polled, "polling stops at the final state"
 
 
+@pytest.mark.serial
 async def test_polling_stops_when_the_listener_stops(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
     async with Client(create_server(settings, poll_policy=STEADY)) as client:

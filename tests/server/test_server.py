@@ -15,11 +15,9 @@ import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
-from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceContents
+from mcp.types import INVALID_PARAMS, CallToolResult, TextResourceContents
 from pydantic import SecretStr
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock, Reply
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.models import BulkOperation
 from knock_mcp.server import ServerState, configured_key, create_server
@@ -27,19 +25,17 @@ from knock_mcp.settings import Settings
 from knock_mcp.summary import BulkOperationSummary
 from knock_mcp.tracker import OperationTracker
 from knock_mcp.views import BoundedOperation
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "tools.json"
 COMPLETED = load_fixture("completed")
 COMPLETED_ID = COMPLETED["id"]
 MANY_ID = "77777777-7777-4777-8777-777777777777"
-
-
-@pytest.fixture(params=["auto", "legacy"])
-def mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
 
 
 @pytest.fixture
@@ -63,13 +59,6 @@ def many_failures(fake_knock: FakeKnock) -> dict[str, Any]:
     }
     fake_knock.operations[MANY_ID] = payload
     return payload
-
-
-def text(result: CallToolResult) -> str:
-    assert len(result.content) == 1
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def output_size(result: CallToolResult) -> int:

@@ -12,61 +12,21 @@ import pytest
 from mcp import Client
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, RequestParamsMeta, TextContent
+from mcp.types import RequestParamsMeta, TextContent
 from pydantic import SecretStr
 
-from conftest import SECRET, eventually, load_fixture
-from fake_knock import Advancing, FakeKnock, Payload
 from knock_mcp.server import ServerState, create_server
 from knock_mcp.settings import Settings
 from knock_mcp.summary import WaitResult
-from knock_mcp.tracker import PollPolicy
+from tests.support.fake_knock import Advancing, FakeKnock
+from tests.support.keys import SECRET
+from tests.support.payloads import LIVE_ID, load_fixture, stages
+from tests.support.polling import QUICK, STEADY, eventually
+from tests.support.results import outcome
 
 pytestmark = pytest.mark.anyio
 
-LIVE_ID = "5eed0000-0000-4000-8000-00000000000a"
 COMPLETED_ID = load_fixture("completed")["id"]
-INTERVAL = 0.1
-# Polls every 0.1 s; answers stay fresh for the production second, so a waiter arriving while the
-# loop runs is served its latest answer rather than starting a request of its own.
-QUICK = PollPolicy(first_interval=INTERVAL, max_interval=INTERVAL)
-# For "stops within one poll interval": a cancel travels client -> server -> loop, which on a loaded
-# 2-core machine can take more than 0.1 s.
-STEADY = PollPolicy(first_interval=0.5, max_interval=0.5)
-
-
-def stages(total: int = 1000, steps: int = 5) -> list[Payload]:
-    """queued, then processing in `steps` equal steps with a failure each, then completed."""
-    base = load_fixture("processing") | {"id": LIVE_ID, "estimated_total_rows": total}
-    queued = base | {
-        "status": "queued",
-        "processed_rows": 0,
-        "success_count": 0,
-        "error_count": 0,
-        "error_items": [],
-        "started_at": None,
-    }
-    running = []
-    for step in range(1, steps + 1):
-        processed = total * step // steps
-        failures = [{"id": f"user_{n}", "collection": None} for n in range(step)]
-        running.append(
-            base
-            | {
-                "processed_rows": processed,
-                "success_count": processed - step,
-                "error_count": step,
-                "error_items": failures,
-            }
-        )
-    done = running[-1] | {"status": "completed", "completed_at": "2026-11-28T12:30:00Z"}
-    return [queued, *running[:-1], done]
-
-
-@pytest.fixture(params=["auto", "legacy"])
-def mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
 
 
 @pytest.fixture
@@ -79,11 +39,6 @@ def roomy(settings: Settings) -> Settings:
 async def client(roomy: Settings, mode: str) -> AsyncIterator[Client]:
     async with Client(create_server(roomy, poll_policy=QUICK), mode=mode) as connected:
         yield connected
-
-
-def outcome(result: CallToolResult) -> WaitResult:
-    assert not result.is_error, result.content
-    return WaitResult.model_validate(result.structured_content)
 
 
 async def test_progress_arrives_in_order_and_ends_at_the_final_state(
@@ -110,6 +65,7 @@ async def test_progress_arrives_in_order_and_ends_at_the_final_state(
     assert "has completed" in result.content[0].text
 
 
+@pytest.mark.serial
 async def test_a_timeout_returns_the_running_state_not_an_error(
     client: Client, fake_knock: FakeKnock
 ) -> None:
@@ -133,6 +89,7 @@ async def test_timeout_zero_answers_at_once_with_the_current_state(
     assert len(fake_knock.requests) == 1
 
 
+@pytest.mark.serial
 async def test_a_cancelled_wait_stops_upstream_requests_within_one_interval(
     roomy: Settings, fake_knock: FakeKnock
 ) -> None:
@@ -195,6 +152,7 @@ async def test_a_timeout_past_the_bound_is_refused(client: Client, fake_knock: F
     assert fake_knock.requests == []
 
 
+@pytest.mark.serial
 async def test_a_wait_never_outlasts_the_call_deadline(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
     short = replace(settings, call_deadline=1.0)

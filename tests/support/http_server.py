@@ -1,7 +1,8 @@
-"""A real `knock-mcp --transport http` (or uvicorn) process on 127.0.0.1, for tests and benchmarks.
+"""A real `knock-mcp --transport http` (or uvicorn) process on 127.0.0.1, for tests and benchmarks,
+and MCP clients of it.
 
-    with HttpServer(env={...}, args=["--auth", "token"], log_dir=tmp_path) as server:
-        async with Client(server.mcp_url) as client: ...
+    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "token"]) as server:
+        async with client_for(server, mode, {"Authorization": f"Bearer {TOKEN}"}) as client: ...
     assert SECRET not in server.stderr()
 
 The process's stderr goes to a file so that a test can check what it logged (the key never).
@@ -13,15 +14,20 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
 import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
+from tests.support.fake_knock import FakeKnock
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -107,3 +113,26 @@ class HttpServer:
 
     def stderr(self) -> str:
         return self._stderr_path.read_text()
+
+
+def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:
+    """The environment of a server that asks `fake_knock` with the test key."""
+    return {
+        "KNOCK_API_KEY": SECRET,
+        "KNOCK_BASE_URL": fake_knock.base_url,
+        "KNOCK_TIMEOUT": "2",
+        "KNOCK_MCP_CALL_DEADLINE": "10",
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def client_for(
+    server: HttpServer, mode: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
+    ):
+        yield client

@@ -26,14 +26,15 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, Tool
 
-from fake_knock import FakeKnock, Fault
 from knock_mcp.failed_items import failed_items_page
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.server import UNEXPECTED_FAILURE
 from knock_mcp.summary import summarize
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation
+from tests.support.fake_knock import FakeKnock, Fault
+from tests.support.results import text
 
 INVALID_ID = "not-a-bulk-operation-id"
 MISSING_ID_PREFIX = "0155e000-0000-4000-8000-"
@@ -176,10 +177,6 @@ def build_workers(
     return built
 
 
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
 def is_clear_error(text: str, secret: str) -> bool:
     return (
         bool(text.strip())
@@ -216,7 +213,7 @@ def answer_matches(
         if tool == "wait_for_bulk_operation" and structured.get("timed_out") is is_final:
             return False
         return _comparable_summary(structured, is_final) == _summary_of(operation) and (
-            operation.id in text_of(result)
+            operation.id in text(result)
         )
     if tool == "get_bulk_operation":
         view = bound_operation(
@@ -228,7 +225,7 @@ def answer_matches(
     else:
         page = failed_items_page(operation.model, None, None, arguments.get("limit", MAX_ITEMS_PER_PAGE))
         expected = page.model_dump(mode="json")
-    parsed_text: object = json.loads(text_of(result))
+    parsed_text: object = json.loads(text(result))
     return structured == expected and parsed_text == expected
 
 
@@ -321,8 +318,8 @@ def _classify(
 ) -> str:
     if result is None:
         return "lost"
-    text = text_of(result)
-    if secret in text or secret in json.dumps(result.structured_content):
+    said = text(result)
+    if secret in said or secret in json.dumps(result.structured_content):
         record.detail = "the key is in the result"
         return "wrong"
     if result.is_error:
@@ -330,10 +327,10 @@ def _classify(
             record.detail = "an invalid id reached Knock"
             return "wrong"
         explained = bool(record.faults) or operation is None
-        if is_clear_error(text, secret) and explained:
-            record.detail = text[:300]
+        if is_clear_error(said, secret) and explained:
+            record.detail = said[:300]
             return "clear error"
-        record.detail = text[:300]
+        record.detail = said[:300]
         return "wrong"
     if operation is None:
         record.detail = "answered for an id Knock does not have"
@@ -342,7 +339,7 @@ def _classify(
         return "answered, not compared"
     if answer_matches(record.tool, operation, arguments, result):
         return "correct"
-    record.detail = text[:300]
+    record.detail = said[:300]
     return "wrong"
 
 
