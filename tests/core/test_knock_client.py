@@ -185,8 +185,11 @@ async def test_rate_limit_exhausted_says_when_to_retry(settings: Settings, fake_
 
 
 @pytest.mark.serial
+# Named ids: the date is two hours from now, and xdist needs the same test names in every worker.
 @pytest.mark.parametrize(
-    "retry_after", ["120", format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)]
+    "retry_after",
+    ["120", format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)],
+    ids=["seconds", "http-date"],
 )
 async def test_a_retry_after_beyond_the_deadline_returns_at_once(
     settings: Settings, fake_knock: FakeKnock, retry_after: str
