@@ -18,11 +18,14 @@ from tests.support.payloads import load_fixture
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every `serial` test in one xdist group: one worker runs them one after another, so a
-    bound on elapsed time is never measured beside the soak or another such test. Runs before
-    xdist reads the groups."""
+    """Two xdist groups, each run by one worker one test after another: the soak (`slow`), and the
+    tests that bound elapsed time (`serial`), so no such bound is measured beside another. Apart,
+    each chain is about as long as the rest of the suite on the other workers; together they
+    would be the whole run's length. Runs before xdist reads the groups."""
     for item in items:
-        if item.get_closest_marker("serial"):
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("soak"))
+        elif item.get_closest_marker("serial"):
             item.add_marker(pytest.mark.xdist_group("serial"))
 
 

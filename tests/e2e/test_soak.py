@@ -35,7 +35,7 @@ from tests.support.soak import (
     warm_up,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 FAULT_RATE = 0.10
 SEED = 7
