@@ -1,12 +1,13 @@
 """knock-mcp over HTTP against a floor server: requests/s and latency at 1, 10 and 50 concurrent clients,
 with one uvicorn worker and with two.
 
-    python benchmarks/bench_http.py [--quick]
+    python -m benchmarks.bench_http [--quick]      (from the repository's root)
 
 Both servers run under the same command, `uvicorn --factory ... --no-access-log`, stateless with
-SSE responses: knock-mcp as `knock_mcp.http:create_app`, the floor as `floor_server:create_http_app`
-(a bare MCPServer doing the same GET and returning Knock's body). They are measured alternately, in
-several rounds, so that noise on a busy machine lands on both.
+SSE responses: knock-mcp as `knock_mcp.http:create_app`, the floor as
+`benchmarks.floor_server:create_http_app` (a bare MCPServer doing the same GET and returning
+Knock's body). They are measured alternately, in several rounds, so that noise on a busy machine
+lands on both.
 
 The load generator sends what an `mcp.Client` in 2026-07-28 mode sends for `tools/call` (headers
 and body as captured from one), over one keep-alive connection per concurrent client, and parses
@@ -15,7 +16,7 @@ the servers and hide the difference between them on two cores. Every call asks f
 of its own, so every call is a request to Knock for both servers (knock-mcp would otherwise rightly
 share reads), and the fake Knock's count of requests is checked against the calls made.
 
-The fake Knock (tests/fake_knock.py) runs in a process of its own on 127.0.0.1. CPU time of the
+The fake Knock (tests/support/fake_knock.py) runs in a process of its own on 127.0.0.1. CPU time of the
 servers, the load generator and the fake Knock is read from /proc for each timed run, to show what
 the two cores are spent on. Nothing leaves the machine.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import multiprocessing
 import os
 import platform
@@ -43,11 +43,9 @@ from typing import Any
 import anyio
 import httpx2
 
-REPO = Path(__file__).resolve().parent.parent
-# tests/ is not an installed package; the fake Knock and the server runner are shared with the tests.
-sys.path.insert(0, str(REPO / "tests"))
-from fake_knock import FakeKnock, Payload  # noqa: E402
-from http_server import HttpServer  # noqa: E402
+from tests.support.fake_knock import FakeKnock, Payload
+from tests.support.http_server import HttpServer
+from tests.support.payloads import load_fixture
 
 API_KEY = "sk_bench_0000000000000000"
 CONCURRENCY = (1, 10, 50)
@@ -86,7 +84,6 @@ QUICK = Plan(slices=2, slice_seconds=0.5, warmup_seconds=0.2)
 class Server:
     name: str
     factory: str
-    app_dir: str
 
     def command(self, workers: int) -> Any:
         def argv(port: int) -> list[str]:
@@ -94,8 +91,6 @@ class Server:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "--app-dir",
-                self.app_dir,
                 "--factory",
                 self.factory,
                 "--host",
@@ -114,8 +109,10 @@ class Server:
         return argv
 
 
-KNOCK_MCP = Server("knock-mcp", "knock_mcp.http:create_app", str(REPO / "src"))
-FLOOR = Server("floor", "floor_server:create_http_app", str(REPO / "benchmarks"))
+# uvicorn imports the factory from the directory it runs in (its default --app-dir is "."): the
+# repository's root, as `python -m benchmarks.bench_http` runs there.
+KNOCK_MCP = Server("knock-mcp", "knock_mcp.http:create_app")
+FLOOR = Server("floor", "benchmarks.floor_server:create_http_app")
 SERVERS = (KNOCK_MCP, FLOOR)
 
 
@@ -152,7 +149,7 @@ class AnyOperation(dict[str, Payload | Callable[[], Payload]]):
 
 def run_fake_knock(pipe: Connection) -> None:
     """In a child process: serve until told to stop, answering 'count' with the requests seen."""
-    template = json.loads((REPO / "tests" / "fixtures" / "processing.json").read_text())
+    template = load_fixture("processing")
     with FakeKnock() as knock:
         knock.operations = AnyOperation(template)
         pipe.send((knock.base_url, os.getpid()))

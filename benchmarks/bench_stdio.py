@@ -1,6 +1,6 @@
 """knock-mcp over stdio against a floor server, in one run: start-up, round trip, memory, output size.
 
-    python benchmarks/bench_stdio.py [--quick]
+    python -m benchmarks.bench_stdio [--quick]      (from the repository's root)
 
 A figure for knock-mcp alone says little: most of a stdio round trip is the SDK, the pipes and
 Python itself. So the same run measures `floor_server.py`, the least a server can do for the same
@@ -15,7 +15,7 @@ cache, and share reads of a running one), and the fake Knock's count of requests
 the calls made. knock-mcp's memory figures therefore include what its cache of finished operations
 holds after that many distinct ones.
 
-Knock is the fake from tests/fake_knock.py on 127.0.0.1; nothing leaves the machine. The report is
+Knock is the fake from tests/support/fake_knock.py on 127.0.0.1; nothing leaves the machine. The report is
 printed whether or not a target is met (exit status 0); an error of any kind exits non-zero.
 """
 
@@ -41,10 +41,8 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
-REPO = Path(__file__).resolve().parent.parent
-# tests/ is not an installed package; the fake Knock is shared with the test suite, not copied.
-sys.path.insert(0, str(REPO / "tests"))
-from fake_knock import FakeKnock  # noqa: E402
+from tests.support.fake_knock import FakeKnock
+from tests.support.payloads import load_fixture
 
 API_KEY = "sk_bench_0000000000000000"
 BIG_ID = "b1600000-0000-4000-8000-000000012000"
@@ -146,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test, not figures to quote")
     plan = QUICK if parser.parse_args().quick else FULL
-    small = json.loads((REPO / "tests" / "fixtures" / "completed.json").read_text())
+    small = load_fixture("completed")
     big = big_operation(small)
     with FakeKnock() as knock:
         knock.operations[BIG_ID] = big

@@ -1,6 +1,6 @@
 """Knock requests per answered question: knock-mcp against a naive client, in one run.
 
-    python benchmarks/bench_waiting.py [--quick]
+    python -m benchmarks.bench_waiting [--quick]      (from the repository's root)
 
 Two questions people and agents ask, each measured for knock-mcp (spawned over stdio, default
 poll policy) and for a naive client that asks Knock directly, once a second per waiter:
@@ -11,7 +11,7 @@ poll policy) and for a naive client that asks Knock directly, once a second per 
 - "Is it done?", asked again and again about an operation that is already final. knock-mcp:
   sequential `summarize_bulk_operation` calls. Naive: one GET per question.
 
-The operations run on the fake Knock from tests/fake_knock.py on 127.0.0.1 and advance with the
+The operations run on the fake Knock from tests/support/fake_knock.py on 127.0.0.1 and advance with the
 clock from their first request, the same timeline for both sides. Besides requests, the table shows
 how long after the operation completed each waiter learned it (the price of polling less often).
 The report is printed whether or not the target is met (exit status 0); an error exits non-zero.
@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -33,13 +32,10 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-REPO = Path(__file__).resolve().parent.parent
-# tests/ is not an installed package; the fake Knock is shared with the test suite, not copied.
-sys.path.insert(0, str(REPO / "tests"))
-from fake_knock import Advancing, FakeKnock, Payload  # noqa: E402
+from tests.support.fake_knock import Advancing, FakeKnock, Payload
+from tests.support.installed import KNOCK_MCP
 
 API_KEY = "sk_bench_0000000000000000"
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 WAITERS = 50
 NAIVE_POLL_SECONDS = 1.0
 MIN_SAVING_FOR_WAITERS = 20.0

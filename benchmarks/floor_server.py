@@ -6,7 +6,7 @@ knock-mcp costs beyond this server is the price of what it adds. Keep it this sm
 would flatter nobody, a slower one would flatter knock-mcp.
 
     KNOCK_API_KEY=sk_... KNOCK_BASE_URL=http://127.0.0.1:PORT python benchmarks/floor_server.py
-    uvicorn --app-dir benchmarks --factory floor_server:create_http_app ...   (for bench_http.py)
+    uvicorn --factory benchmarks.floor_server:create_http_app ...   (for bench_http.py, from the root)
 """
 
 from __future__ import annotations

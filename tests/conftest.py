@@ -1,28 +1,32 @@
-"""Shared fixtures: fixture payloads, a loopback fake Knock, and servers wired to it."""
+"""Fixtures for every test: the loopback fake Knock, settings pointing at it, the protocol era.
+Helpers they share are in tests/support/."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import anyio
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
-from fake_knock import FakeKnock
 from knock_mcp.settings import Settings
+from tests.support.fake_knock import FakeKnock
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SECRET = "sk_test_Zq9-never-print-this-4f1c"
 
-
-def load_fixture(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return payload
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two xdist groups, each run by one worker one test after another: the soak (`slow`), and the
+    tests that bound elapsed time (`serial`), so no such bound is measured beside another. Apart,
+    each chain is about as long as the rest of the suite on the other workers; together they
+    would be the whole run's length. Runs before xdist reads the groups."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("soak"))
+        elif item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 @pytest.fixture
@@ -52,13 +56,11 @@ def settings(fake_knock: FakeKnock) -> Settings:
     )
 
 
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until `condition()` holds (for state seen across threads, where no event can be awaited)."""
-    with anyio.fail_after(within):
-        while True:
-            if condition():
-                return
-            await anyio.sleep(0.01)
+@pytest.fixture(params=["auto", "legacy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The protocol era a client speaks: 2026-07-28 ("auto") or 2025-11-25 ("legacy")."""
+    mode: str = request.param
+    return mode
 
 
 # Property tests: the same examples on every run in CI (derandomized, no example database), and

@@ -1,0 +1,302 @@
+"""knock-mcp over HTTP, end to end: a real `knock-mcp --transport http` process on 127.0.0.1, real
+sockets, the SDK's HTTP client in both protocol eras, and the loopback fake Knock behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.keys import SECRET, TENANT_A, TENANT_B
+from tests.support.payloads import load_fixture
+from tests.support.polling import wait_for_requests
+from tests.support.results import text
+
+pytestmark = pytest.mark.anyio
+
+COMPLETED_ID = load_fixture("completed")["id"]
+FAILED_ID = load_fixture("failed")["id"]
+FIXTURE_IDS = [
+    load_fixture(name)["id"] for name in ("queued", "processing", "completed", "failed", "minimal")
+]
+AUTH_TOKEN = "t0ken-for-tests-only-0123456789-abcdefghijklmnop"
+# What a modern (2026-07-28) client sends: enough for the transport to route and answer a tools/list.
+MODERN_HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/list",
+}
+TOOLS_LIST: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
+
+
+def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
+    return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=MODERN_HEADERS | headers, timeout=10)
+
+
+async def test_both_eras_serve_the_tools_and_the_resource(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    with HttpServer(knock_env(fake_knock), tmp_path) as server:
+        async with client_for(server, mode) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"get_bulk_operation", "summarize_bulk_operation"} <= tools
+            summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+            assert not summary.is_error, text(summary)
+            assert "has completed" in text(summary)
+            got = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+            assert got.structured_content is not None
+            assert got.structured_content["operation"]["id"] == COMPLETED_ID
+            resource = await client.read_resource(f"knock://bulk_operations/{COMPLETED_ID}")
+            assert resource.contents
+            missing = await client.call_tool("get_bulk_operation", {"id": "not-an-id"})
+            assert missing.is_error
+            assert "is not a bulk operation id" in text(missing)
+    logged = server.stderr()
+    assert fake_knock.requests[0].headers["Authorization"] == f"Bearer {SECRET}"
+    assert "bulk_operations" in logged, "debug logging should have reached stderr"
+    assert SECRET not in logged
+    assert "Traceback" not in logged
+
+
+async def test_demo_over_http(tmp_path: Path) -> None:
+    with HttpServer({}, tmp_path, ["--demo"]) as server:
+        async with client_for(server, "auto") as client:
+            result = await client.call_tool("summarize_bulk_operation", {"id": DEMO_COMPLETED_ID})
+    assert not result.is_error, text(result)
+    assert "has completed" in text(result)
+
+
+async def test_healthz_tells_version_and_key_presence_but_no_secret(
+    fake_knock: FakeKnock, tmp_path: Path
+) -> None:
+    with HttpServer(knock_env(fake_knock), tmp_path) as server:
+        answer = httpx2.get(f"{server.url}/healthz")
+        head = httpx2.head(f"{server.url}/healthz")
+        posted = httpx2.post(f"{server.url}/healthz")
+        elsewhere = httpx2.get(f"{server.url}/admin")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ok",
+        "version": "0.1.0",
+        "knock_key_configured": True,
+        "knock_key_source": "server",
+    }
+    assert SECRET not in answer.text
+    assert head.status_code == 200
+    assert head.content == b""
+    assert posted.status_code == 405
+    assert elsewhere.status_code == 404
+    with HttpServer({"KNOCK_BASE_URL": fake_knock.base_url}, tmp_path) as keyless:
+        assert httpx2.get(f"{keyless.url}/healthz").json()["knock_key_configured"] is False
+    assert "KNOCK_API_KEY is not set" in keyless.stderr()
+
+
+async def test_token_mode_accepts_the_token_and_refuses_anything_else(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    env = knock_env(fake_knock, KNOCK_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    with HttpServer(env, tmp_path, ["--auth", "token"]) as server:
+        async with client_for(server, mode, {"Authorization": f"Bearer {AUTH_TOKEN}"}) as client:
+            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+        assert not result.is_error, text(result)
+        refusals = {
+            "missing": post_tools_list(server),
+            "wrong": post_tools_list(server, authorization=f"Bearer {AUTH_TOKEN[:-1]}x"),
+            "prefix": post_tools_list(server, authorization=f"Bearer {AUTH_TOKEN[:10]}"),
+            "basic": post_tools_list(server, authorization=f"Basic {AUTH_TOKEN}"),
+        }
+    # The server's own key, never the caller's token, goes to Knock.
+    assert {seen.headers["Authorization"] for seen in fake_knock.requests} == {f"Bearer {SECRET}"}
+    for name, refused in refusals.items():
+        assert refused.status_code == 401, name
+        assert refused.headers["www-authenticate"].startswith('Bearer realm="knock-mcp"'), name
+        assert "KNOCK_MCP_AUTH_TOKEN" in refused.json()["error_description"], name
+        assert AUTH_TOKEN[:10] not in refused.text, name
+    assert "error=" not in refusals["missing"].headers["www-authenticate"]
+    assert 'error="invalid_token"' in refusals["wrong"].headers["www-authenticate"]
+    logged = server.stderr()
+    assert AUTH_TOKEN not in logged
+    assert SECRET not in logged
+
+
+async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    # The server's own key is ignored in this mode (and said to be): only callers' keys reach Knock.
+    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
+        assert httpx2.get(f"{server.url}/healthz").json()["knock_key_source"] == "caller"
+        async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
+            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+        assert not result.is_error, text(result)
+        refusals = {
+            "missing": post_tools_list(server),
+            "public": post_tools_list(server, authorization="Bearer pk_test_abcdefghijklmnop"),
+            "not a key": post_tools_list(server, authorization="Bearer hello-world-1234567890"),
+            "too short": post_tools_list(server, authorization="Bearer sk_1"),
+            "quoted": post_tools_list(server, authorization=f'Bearer "{TENANT_A}"'),
+        }
+    assert {seen.headers["Authorization"] for seen in fake_knock.requests} == {f"Bearer {TENANT_A}"}
+    for name, refused in refusals.items():
+        assert refused.status_code == 401, name
+        assert refused.headers["www-authenticate"].startswith('Bearer realm="knock-mcp"'), name
+        assert "pk_test_abcdefghijklmnop" not in refused.text
+    assert "public key" in refusals["public"].json()["error_description"]
+    assert "sk_..." in refusals["missing"].json()["error_description"]
+    logged = server.stderr()
+    assert "KNOCK_API_KEY is set but ignored" in logged
+    for secret in (SECRET, TENANT_A, "pk_test_abcdefghijklmnop"):
+        assert secret not in logged
+
+
+async def test_two_tenants_never_see_each_others_operations(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    """Tenant A's key can read COMPLETED, B's can read FAILED; each asks for both, many times and at
+    once, so that anything one learned (a cached operation, a pooled connection's key) would show."""
+    fake_knock.owners = {COMPLETED_ID: TENANT_A, FAILED_ID: TENANT_B}
+    own = {TENANT_A: COMPLETED_ID, TENANT_B: FAILED_ID}
+    outcomes: dict[tuple[str, str], list[bool]] = {}
+
+    async def tenant(key: str) -> None:
+        async with client_for(server, mode, {"Authorization": f"Bearer {key}"}) as client:
+            for _ in range(5):
+                for operation_id in (COMPLETED_ID, FAILED_ID):
+                    result = await client.call_tool("get_bulk_operation", {"id": operation_id})
+                    outcomes.setdefault((key, operation_id), []).append(not result.is_error)
+                    if result.is_error:
+                        assert "Knock has no bulk operation" in text(result)
+                    else:
+                        assert result.structured_content is not None
+                        assert result.structured_content["operation"]["id"] == operation_id
+
+    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(tenant, TENANT_A)
+            tasks.start_soon(tenant, TENANT_B)
+    for (key, operation_id), answered in outcomes.items():
+        assert answered == [operation_id == own[key]] * 5, (key, operation_id)
+    # Every key asked Knock itself: an operation read (and cached) with one key was never the answer
+    # for the other.
+    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
+    assert asked == {(f"Bearer {key}", operation_id) for key in own for operation_id in own.values()}
+    logged = server.stderr()
+    assert TENANT_A not in logged
+    assert TENANT_B not in logged
+
+
+async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    # A name other machines use needs authentication (--auth none would be refused at start-up).
+    args = ["--allowed-origin", "https://app.example.test", "--allowed-host", "mcp.example.test"]
+    args += ["--auth", "token"]
+    env = knock_env(fake_knock, KNOCK_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    bearer = {"authorization": f"Bearer {AUTH_TOKEN}"}
+    with HttpServer(env, tmp_path, args) as server:
+        forged_host = post_tools_list(server, host="evil.example.test", **bearer)
+        forged_origin = post_tools_list(server, origin="http://evil.example.test", **bearer)
+        loopback_origin = post_tools_list(server, origin=f"http://127.0.0.1:{server.port}", **bearer)
+        allowed_origin = post_tools_list(server, origin="https://app.example.test", **bearer)
+        allowed_host = post_tools_list(server, host="mcp.example.test", **bearer)
+        plain = post_tools_list(server, **bearer)
+        stream = httpx2.get(server.mcp_url, headers={"accept": "text/event-stream", **bearer})
+    assert forged_host.status_code == 421
+    assert "--allowed-host" in forged_host.json()["error"]["message"]
+    assert forged_origin.status_code == 403
+    assert "--allowed-origin" in forged_origin.json()["error"]["message"]
+    for allowed in (loopback_origin, allowed_origin, allowed_host, plain):
+        assert allowed.status_code == 200, allowed.text
+        assert "get_bulk_operation" in allowed.text
+    assert stream.status_code == 405
+    assert stream.headers["allow"] == "POST"
+
+
+async def test_a_request_body_over_the_limit_is_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    with HttpServer(knock_env(fake_knock), tmp_path) as server:
+        padded = {**TOOLS_LIST, "padding": "x" * 70_000}
+        answer = httpx2.post(server.mcp_url, content=json.dumps(padded), headers=MODERN_HEADERS)
+    assert answer.status_code == 413
+
+
+async def test_a_hundred_concurrent_calls_are_all_answered(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    # One operation per call, so that each is a request of its own to Knock (the server would
+    # rightly share one read between calls for the same operation).
+    ids = [f"{number:08d}-0000-4000-8000-000000000000" for number in range(100)]
+    for operation_id in ids:
+        fake_knock.operations[operation_id] = load_fixture("completed") | {"id": operation_id}
+    answers: dict[int, str] = {}
+
+    async def call(number: int, client: Client) -> None:
+        operation_id = ids[number]
+        result = await client.call_tool("get_bulk_operation", {"id": operation_id})
+        assert not result.is_error, text(result)
+        assert result.structured_content is not None
+        answers[number] = result.structured_content["operation"]["id"]
+
+    with HttpServer(knock_env(fake_knock), tmp_path) as server:
+        async with client_for(server, mode) as client:
+            await client.list_tools()  # caches the output schemas, so every call below is one request
+            async with anyio.create_task_group() as tasks:
+                for number in range(100):
+                    tasks.start_soon(call, number, client)
+    assert answers == dict(enumerate(ids))
+    assert len(fake_knock.requests) == 100
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize(
+    ("mode", "stop"),
+    [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect"), ("auto", None), ("legacy", None)],
+)
+async def test_a_cancelled_or_abandoned_call_stops_its_work_upstream(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str, stop: str | None
+) -> None:
+    """Knock stalls past the 1 s attempt timeout: a call left running retries (a second request
+    after ~1.5 s); one that the client cancelled (2026-07-28) or walked away from (either era: in
+    2025-11-25 a disconnect is the cancel) makes no second request."""
+    env = knock_env(fake_knock, KNOCK_TIMEOUT="1", KNOCK_MAX_RETRIES="2")
+    fake_knock.fail_next(Reply(stall_seconds=4))
+    with HttpServer(env, tmp_path) as server:
+        async with anyio.create_task_group() as tasks:
+            connection = anyio.CancelScope()
+
+            async def call() -> None:
+                with connection:
+                    async with client_for(server, mode) as client:
+                        await client.list_tools()
+                        with anyio.CancelScope() as call_scope:
+                            tasks.start_soon(cancel_when_knock_is_asked, call_scope)
+                            await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+                        if stop == "cancel":
+                            await anyio.sleep(3)  # connected throughout: only the call was cancelled
+
+            async def cancel_when_knock_is_asked(call_scope: anyio.CancelScope) -> None:
+                await wait_for_requests(fake_knock, 1)
+                if stop == "cancel":
+                    call_scope.cancel()
+                elif stop == "disconnect":
+                    connection.cancel()
+
+            tasks.start_soon(call)
+        if stop == "disconnect":
+            await anyio.sleep(3)  # well past the attempt timeout and the backoff before a retry
+        assert len(fake_knock.requests) == (1 if stop else 2)
+    assert "Traceback" not in server.stderr()

@@ -1,0 +1,138 @@
+"""A real `knock-mcp --transport http` (or uvicorn) process on 127.0.0.1, for tests and benchmarks,
+and MCP clients of it.
+
+    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "token"]) as server:
+        async with client_for(server, mode, {"Authorization": f"Bearer {TOKEN}"}) as client: ...
+    assert SECRET not in server.stderr()
+
+The process's stderr goes to a file so that a test can check what it logged (the key never).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.support.fake_knock import FakeKnock
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it; the server binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class HttpServer:
+    """Starts on `__enter__` and returns once /healthz answers; SIGTERM and a wait on `__exit__`."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        args: Sequence[str] = (),
+        command: Callable[[int], Sequence[str]] | None = None,
+    ) -> None:
+        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mcp_url = f"{self.url}/mcp"
+        self._argv = (
+            [*command(self.port)]
+            if command is not None
+            else [KNOCK_MCP, "--transport", "http", "--port", str(self.port), "--log-level", "debug", *args]
+        )
+        # Only what the server needs, as an MCP client passes it: no key leaks in from the test's own.
+        self._env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), **env}
+        self._stderr_path = log_dir / f"server-{self.port}.stderr"
+        self._stderr: IO[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HttpServer:
+        self._stderr = self._stderr_path.open("w")
+        self.process = subprocess.Popen(
+            self._argv, env=self._env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr()}")
+            try:
+                if httpx2.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not answer /healthz within {STARTUP_TIMEOUT:g} s:\n{self.stderr()}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def terminate(self) -> None:
+        """SIGTERM, as an orchestrator sends it; returns at once."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def stderr(self) -> str:
+        return self._stderr_path.read_text()
+
+
+def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:
+    """The environment of a server that asks `fake_knock` with the test key."""
+    return {
+        "KNOCK_API_KEY": SECRET,
+        "KNOCK_BASE_URL": fake_knock.base_url,
+        "KNOCK_TIMEOUT": "2",
+        "KNOCK_MCP_CALL_DEADLINE": "10",
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def client_for(
+    server: HttpServer, mode: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
+    ):
+        yield client
