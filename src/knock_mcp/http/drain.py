@@ -1,8 +1,10 @@
 """Graceful shutdown of the HTTP server: finish the calls in flight, close listen streams, then stop.
 
-On SIGTERM a replica behind a load balancer should stop taking work without cutting what it is
-doing: `/healthz` turns 503 so the balancer stops sending, new MCP requests get 503 (another replica
-answers them), and the requests in flight get up to the shutdown timeout to end.
+On SIGTERM a replica stops taking work without cutting what it is doing: uvicorn closes the
+listening socket (a single process refuses new connections at once, which a balancer reads as
+"stop sending"), requests that still reach the app, `/healthz` included, get 503, and the requests in
+flight get up to the shutdown timeout to end. docs/deployment.md says how to take a replica out of
+a balancer before the signal.
 """
 
 from __future__ import annotations
