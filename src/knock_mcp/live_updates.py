@@ -40,6 +40,12 @@ MAX_FOLLOWED_PER_STREAM = 100
 _OPERATION_URI = re.compile(r"knock://bulk_operations/([^/?#]+)")
 
 
+def operation_id_in(uri: str) -> str | None:
+    """The id in a `knock://bulk_operations/{id}` URI (not yet validated), or None for another URI."""
+    match = _OPERATION_URI.fullmatch(uri)
+    return None if match is None else match.group(1)
+
+
 @dataclass
 class _ListenStream:
     """One open listen stream: where its events go, once the SDK's handler has subscribed."""
@@ -82,8 +88,8 @@ async def follow_listened_operations(
         key = state.api_key()
         followed = 0
         for uri in params.notifications.resource_subscriptions or ():
-            match = _OPERATION_URI.fullmatch(uri)
-            if match is None:
+            operation_id = operation_id_in(uri)
+            if operation_id is None:
                 continue
             if followed == MAX_FOLLOWED_PER_STREAM:
                 logger.warning(
@@ -93,7 +99,7 @@ async def follow_listened_operations(
                 break
             try:
                 following.enter_context(
-                    state.tracker.listening(match.group(1), key, partial(stream.announce, uri))
+                    state.tracker.listening(operation_id, key, partial(stream.announce, uri))
                 )
                 followed += 1
             except InvalidOperationId:

@@ -34,6 +34,7 @@ from knock_mcp.models import BulkOperation
 from knock_mcp.resubmission import resubmission_prompt
 from knock_mcp.settings import Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
+from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
 from knock_mcp.tools import READ_ONLY, TOOLS, OperationId
 from knock_mcp.tracker import Fetch, FinalOperationCache, OperationTracker, PollPolicy
@@ -176,6 +177,7 @@ def create_server(
         mime_type="application/json",
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
     server.middleware.append(_ArgumentNamesCheck(server))
+    serve_resource_subscriptions(server)
     return server
 
 

@@ -14,6 +14,8 @@ the key itself only while someone still waits or listens, to make its requests.
   starts one.
 - A poll loop runs only while a waiter or a listener is interested, and is cancelled, with any
   request it has in flight, the moment the last one leaves.
+- The ids each key has read successfully are remembered, most recent first (`recent_ids`), so a
+  client can be offered them when someone types an id: Knock has no endpoint that lists them.
 
 Nothing here imports `mcp`: progress and live updates leave through plain callables.
 """
@@ -28,7 +30,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -141,6 +143,33 @@ def estimated_memory(operation: BulkOperation) -> int:
     return len(operation.model_dump_json()) * MEMORY_PER_JSON_BYTE
 
 
+class RecentIds:
+    """The operation ids each key fingerprint has read, most recent first, bounded per key and in
+    the number of keys (least recently active key first out). Ids are not secrets; fingerprints
+    keep the keys out."""
+
+    def __init__(self, per_key: int = 100, keys: int = 1024) -> None:
+        self.per_key = per_key
+        self.keys = keys
+        self._ids: OrderedDict[bytes, OrderedDict[str, None]] = OrderedDict()
+
+    def note(self, address: Address) -> None:
+        fingerprint, operation_id = address
+        ids = self._ids.get(fingerprint)
+        if ids is None:
+            ids = self._ids[fingerprint] = OrderedDict()
+            if len(self._ids) > self.keys:
+                self._ids.popitem(last=False)
+        self._ids.move_to_end(fingerprint)
+        ids[operation_id] = None
+        ids.move_to_end(operation_id)
+        if len(ids) > self.per_key:
+            ids.popitem(last=False)
+
+    def for_fingerprint(self, fingerprint: bytes) -> list[str]:
+        return list(reversed(self._ids.get(fingerprint, {})))
+
+
 @dataclass(frozen=True)
 class WaitOutcome:
     operation: BulkOperation
@@ -194,6 +223,36 @@ class _Entry:
         self.updated = anyio.Event()
 
 
+@dataclass(eq=False)
+class _Follower:
+    """A follower that outlives the request that started it (see `OperationTracker.follow`)."""
+
+    operation_id: str
+    on_change: Callable[[BulkOperation], Awaitable[None]]
+    following: ExitStack = field(default_factory=ExitStack)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    latest: BulkOperation | None = None
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def note(self, operation: BulkOperation) -> None:
+        self.latest = operation
+        self.changed.set()
+
+    async def deliver(self) -> None:
+        with self.following, self.scope:
+            while True:
+                await self.changed.wait()
+                self.changed = anyio.Event()
+                operation = self.latest
+                assert operation is not None
+                try:
+                    await self.on_change(operation)
+                except Exception:
+                    logger.exception("Could not deliver a live update for %s", self.operation_id)
+                if operation.status.is_final:
+                    return
+
+
 class OperationTracker:
     """Reads, waits and listens on bulk operations, sharing all Knock traffic per address.
 
@@ -214,6 +273,7 @@ class OperationTracker:
         self.cache = cache if cache is not None else FinalOperationCache()
         self._clock = clock
         self._salt = os.urandom(32)
+        self._recent = RecentIds()
         self._entries: dict[Address, _Entry] = {}
         self._next_slot: dict[bytes, float] = {}
         self._blocked_until: dict[bytes, float] = {}
@@ -241,14 +301,14 @@ class OperationTracker:
 
     def address(self, raw_id: str, key: SecretStr | None) -> Address:
         """The address of an operation for this key; raises `InvalidOperationId` for a bad id."""
-        secret = b"" if key is None else key.get_secret_value().encode()
-        return hmac.new(self._salt, secret, hashlib.sha256).digest(), parse_operation_id(raw_id)
+        return self.fingerprint(key), parse_operation_id(raw_id)
 
     async def read(self, raw_id: str, key: SecretStr | None) -> BulkOperation:
         """The operation, from the cache if final, else no older than `fresh_for`."""
         address = self.address(raw_id, key)
         cached = self.cache.get(address)
         if cached is not None:
+            self._recent.note(address)
             return cached
         entry = self._entry(address, key)
         try:
@@ -269,6 +329,7 @@ class OperationTracker:
         address = self.address(raw_id, key)
         cached = self.cache.get(address)
         if cached is not None:
+            self._recent.note(address)
             await on_snapshot(cached)
             return WaitOutcome(cached, timed_out=False)
         deadline = self._clock() + seconds
@@ -321,6 +382,31 @@ class OperationTracker:
             entry.listeners.pop(token, None)
             self._stop_loop_if_unwanted(entry)
             self._forget_if_idle(entry)
+
+    def follow(
+        self, raw_id: str, key: SecretStr | None, on_change: Callable[[BulkOperation], Awaitable[None]]
+    ) -> Callable[[], None]:
+        """Await `on_change` each time the operation changes, until it is final or the returned
+        function is called: `listening` for a follower that outlives the request that started it (a
+        2025-11-25 `resources/subscribe`), delivered by a task of the tracker's own. Changes that
+        land while `on_change` still runs are folded into one call with the latest state.
+
+        The follower is registered before this returns, so a read made right after it is the
+        baseline every later change is announced against. Raises `InvalidOperationId` for a bad id."""
+        follower = _Follower(raw_id, on_change)
+        follower.following.enter_context(self.listening(raw_id, key, follower.note))
+        assert self._task_group is not None, "use OperationTracker as an async context manager"
+        self._task_group.start_soon(follower.deliver)
+        return follower.scope.cancel
+
+    def recent_ids(self, key: SecretStr | None) -> list[str]:
+        """The operation ids read with this key, most recent first (none read with another key)."""
+        return self._recent.for_fingerprint(self.fingerprint(key))
+
+    def fingerprint(self, key: SecretStr | None) -> bytes:
+        """The key's HMAC under this process's salt: what the tables here hold instead of the key."""
+        secret = b"" if key is None else key.get_secret_value().encode()
+        return hmac.new(self._salt, secret, hashlib.sha256).digest()
 
     def _entry(self, address: Address, key: SecretStr | None) -> _Entry:
         entry = self._entries.get(address)
@@ -392,6 +478,7 @@ class OperationTracker:
         entry.latest = _Snapshot(operation, self._clock())
         entry.failure = None
         entry.hold_until = -math.inf
+        self._recent.note(entry.address)
         if operation.status.is_final:
             self.cache.put(entry.address, operation)
         if previous is not None and previous.operation != operation:
