@@ -25,7 +25,7 @@ from mcp.types import (
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from knock_mcp.server import ServerState
+    from knock_mcp.state import ServerState
 
 RETRY_PROMPT = "retry_failed_items"
 OPERATION_TEMPLATE = "knock://bulk_operations/{id}"

@@ -13,7 +13,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -124,6 +124,21 @@ def build_http_client(
 
 
 @dataclass(frozen=True)
+class KnockNotice:
+    """What a person at the client would want to know while a read is slow: that it is retried
+    (after a 429 or 5xx, an unanswered or refused connection), or that knock-mcp gave up. `text`
+    names the operation, the cause and the wait, never the key; `key` says whose read it was."""
+
+    operation_id: str
+    key: SecretStr = field(repr=False)
+    text: str
+    gave_up: bool
+
+
+Report = Callable[[KnockNotice], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class _Request:
     """One read: which operation, with which key."""
 
@@ -162,8 +177,12 @@ class KnockClient:
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        report: Report | None = None,
     ) -> None:
+        """`report` hears of each retry and each call that gives up on Knock (the server tells the
+        person at the client)."""
         self._http = http
+        self._report = report
         self._settings = settings
         self._policy = policy or RetryPolicy.from_settings(settings)
         self._jitter = jitter
@@ -190,7 +209,17 @@ class KnockClient:
                 if wait is None:
                     wait = policy.backoff(attempt, self._jitter())
                 if attempt > policy.max_retries or wait >= remaining:
-                    raise failure.as_error(attempt, self._wall_clock()) from None
+                    error = failure.as_error(attempt, self._wall_clock())
+                    await self._tell(api_key, operation_id, str(error), gave_up=True)
+                    raise error from None
+                asked = " as Knock's Retry-After asks" if failure.retry_after is not None else ""
+                await self._tell(
+                    api_key,
+                    operation_id,
+                    f"Reading bulk operation {operation_id} from Knock failed ({failure.cause}); retrying "
+                    f"in {wait:.1f} s{asked} (attempt {attempt + 1} of at most {policy.max_retries + 1}).",
+                    gave_up=False,
+                )
                 logger.info(
                     "Attempt %d for %s failed (%s); retrying in %.2f s",
                     attempt,
@@ -199,6 +228,10 @@ class KnockClient:
                     wait,
                 )
                 await anyio.sleep(wait)
+
+    async def _tell(self, key: SecretStr, operation_id: str, text: str, *, gave_up: bool) -> None:
+        if self._report is not None:
+            await self._report(KnockNotice(operation_id, key, text, gave_up))
 
     async def _attempt(self, request: _Request, deadline: float) -> BulkOperation:
         operation_id, secret = request.operation_id, request.secret

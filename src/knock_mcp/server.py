@@ -26,8 +26,10 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextConten
 from pydantic import SecretStr
 
 from knock_mcp import __version__
+from knock_mcp.client_log import ClientLog
+from knock_mcp.completions import serve_completions
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
-from knock_mcp.knock_client import KnockClient, build_http_client
+from knock_mcp.knock_client import KnockClient, Report, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.logs import LogLevel
 from knock_mcp.models import BulkOperation
@@ -139,6 +141,7 @@ def create_server(
         cache = FinalOperationCache() if cache_final_operations else FinalOperationCache(max_entries=0)
         return OperationTracker(fetch, policy=poll_policy, cache=cache)
 
+    client_log = ClientLog()
     server: MCPServer[ServerState] = MCPServer(
         "knock-mcp",
         title="Knock bulk operations",
@@ -146,7 +149,9 @@ def create_server(
         instructions=INSTRUCTIONS
         if extra_instructions is None
         else f"{INSTRUCTIONS}\n\n{extra_instructions}",
-        lifespan=_lifespan(config, transport, tracker, api_key or configured_key(config), now),
+        lifespan=_lifespan(
+            config, transport, tracker, api_key or configured_key(config), now, client_log.publish
+        ),
         log_level=log_level,
         subscriptions=ListenStreamBus(),
         middleware=[follow_listened_operations],
@@ -178,6 +183,8 @@ def create_server(
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
     server.middleware.append(_ArgumentNamesCheck(server))
     serve_resource_subscriptions(server)
+    serve_completions(server)
+    client_log.serve(server)
     return server
 
 
@@ -187,9 +194,11 @@ def _lifespan(
     tracker: Callable[[Fetch], OperationTracker],
     key_source: KeySource,
     now: Callable[[], datetime],
+    report: Report,
 ) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
     """One HTTP client and one tracker for the server's life; with a configuration error, a tracker
-    whose every read reports it, so each call explains what to fix."""
+    whose every read reports it, so each call explains what to fix. `report` hears of the Knock
+    client's retries and give-ups (for the clients' log messages)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
@@ -203,7 +212,7 @@ def _lifespan(
             return
         async with (
             build_http_client(config, transport) as http,
-            tracker(KnockClient(http, config).get_bulk_operation) as reading,
+            tracker(KnockClient(http, config, report=report).get_bulk_operation) as reading,
         ):
             deadline = config.call_deadline
             yield ServerState(tracker=reading, api_key=key_source, now=now, call_deadline=deadline)
