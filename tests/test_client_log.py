@@ -4,16 +4,18 @@ of that key, at the level they asked for."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import LoggingMessageNotificationParams
 from pydantic import SecretStr
 
 from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock, Reply
-from http_server import free_port
+from http_server import HttpServer, free_port
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 
@@ -113,3 +115,24 @@ async def test_a_2026_request_hears_its_own_retries_only_when_it_opted_in(
     expected = 1 if opted_in else 0
     assert len(heard.messages) == expected
     assert all("HTTP 502" in text for _, text in heard.levels_and_texts())
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_over_stateless_http_a_call_hears_its_own_retries_on_its_stream(
+    fake_knock: FakeKnock, tmp_path: Path, mode: str
+) -> None:
+    """A 2025-11-25 call hears them unasked (its setLevel cannot outlive its request); a 2026-07-28
+    call hears them because it opted in."""
+    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
+    heard = Heard()
+    with HttpServer(env, tmp_path) as server:
+        async with Client(
+            streamable_http_client(server.mcp_url), mode=mode, log_level="warning", logging_callback=heard
+        ) as client:
+            await client.list_tools()  # so the call below is one request
+            fake_knock.fail_next(Reply(429, headers={"Retry-After": "0"}))
+            assert not (await client.call_tool("summarize_bulk_operation", {"id": PROCESSING_ID})).is_error
+        logged = server.stderr()
+    assert [level for level, _ in heard.levels_and_texts()] == ["warning"]
+    assert "HTTP 429" in heard.levels_and_texts()[0][1]
+    assert SECRET not in logged
