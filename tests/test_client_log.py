@@ -1,16 +1,18 @@
 """Log messages for the person at the client: one per retry or give-up, never a key, only to clients
-of that key, at the level they asked for."""
+of that key, at the level they asked for; in-process, over stdio and over HTTP, in both eras."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Literal
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import LoggingMessageNotificationParams, PromptReference
 from pydantic import SecretStr
 
 from conftest import SECRET, load_fixture
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.anyio
 PROCESSING_ID = load_fixture("processing")["id"]
 QUEUED_ID = load_fixture("queued")["id"]
 OTHER_KEY = "sk_test_other_environment"
+KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 
 
 class Heard:
@@ -136,3 +139,24 @@ async def test_over_stateless_http_a_call_hears_its_own_retries_on_its_stream(
     assert [level for level, _ in heard.levels_and_texts()] == ["warning"]
     assert "HTTP 429" in heard.levels_and_texts()[0][1]
     assert SECRET not in logged
+
+
+async def test_over_stdio_a_2025_client_sets_a_level_and_hears_retries_without_the_key(
+    fake_knock: FakeKnock, tmp_path: Path
+) -> None:
+    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
+    parameters = StdioServerParameters(command=KNOCK_MCP, env=env)
+    heard = Heard()
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        connection = stdio_client(parameters, errlog=errlog)
+        async with Client(connection, mode="legacy", logging_callback=heard) as client:
+            await client.set_logging_level("warning")
+            fake_knock.fail_next(*rate_limited_then_unavailable())
+            assert not (await client.call_tool("get_bulk_operation", {"id": PROCESSING_ID})).is_error
+            offered = await client.complete(
+                PromptReference(name="retry_failed_items"), {"name": "id", "value": PROCESSING_ID[:4]}
+            )
+    assert [level for level, _ in heard.levels_and_texts()] == ["warning", "warning"]
+    assert all(SECRET not in text for _, text in heard.levels_and_texts())
+    assert offered.completion.values == [PROCESSING_ID]
+    assert SECRET not in (tmp_path / "stderr.log").read_text()
