@@ -11,6 +11,7 @@ from conftest import SECRET, load_fixture
 from fake_knock import FakeKnock
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.tracker import RecentIds
 
 pytestmark = pytest.mark.anyio
 
@@ -70,3 +71,16 @@ async def test_completing_what_this_server_does_not_have_is_an_error_that_says_w
             with pytest.raises(MCPError, match=says) as refused:
                 await client.complete(ref, {"name": argument, "value": ""})
             assert refused.value.error.code == -32602
+
+
+def test_recent_ids_are_bounded_per_key_and_in_keys() -> None:
+    recent = RecentIds(per_key=3, keys=2)
+    for n in range(5):
+        recent.note((b"a", f"id-{n}"))
+    recent.note((b"a", "id-2"))  # read again: the most recent
+    assert recent.for_fingerprint(b"a") == ["id-2", "id-4", "id-3"]
+    recent.note((b"b", "id-b"))
+    recent.note((b"c", "id-c"))  # a third key: the least recently active one (a) goes
+    assert recent.for_fingerprint(b"a") == []
+    assert recent.for_fingerprint(b"b") == ["id-b"]
+    assert recent.for_fingerprint(b"c") == ["id-c"]

@@ -393,6 +393,8 @@ class OperationTracker:
 
         The follower is registered before this returns, so a read made right after it is the
         baseline every later change is announced against. Raises `InvalidOperationId` for a bad id."""
+        if self.cache.get(self.address(raw_id, key)) is not None:
+            return lambda: None  # final: it will never change
         follower = _Follower(raw_id, on_change)
         follower.following.enter_context(self.listening(raw_id, key, follower.note))
         assert self._task_group is not None, "use OperationTracker as an async context manager"
