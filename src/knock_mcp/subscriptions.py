@@ -71,9 +71,9 @@ def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
     """The connection a request arrived on: its per-connection state, its teardown, and its
     channel for messages the server sends first.
 
-    mcp 2.3 hands a low-level handler a per-request session that holds the connection without a
-    public accessor; the SDK's own high-level Context reaches it the same way. Tests of
-    unsubscribe-on-disconnect and of the stateless-HTTP refusal fail if this ever moves."""
+    mcp 2.3 hands a low-level handler (and middleware) a per-request session that holds the
+    connection without a public accessor, so this reads the session's private attribute. The tests
+    of unsubscribe-on-disconnect and of the stateless-HTTP refusal fail if it ever moves."""
     connection: Connection = ctx.session._connection
     return connection
 
