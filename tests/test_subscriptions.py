@@ -20,8 +20,9 @@ from pydantic import SecretStr
 from conftest import SECRET, eventually, load_fixture
 from fake_knock import Advancing, FakeKnock
 from http_server import HttpServer
-from knock_mcp.server import ServerState, create_server
+from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.state import ServerState
 from test_http import client_for
 from test_waiting import LIVE_ID, QUICK, STEADY, stages
 

@@ -150,7 +150,7 @@ def create_server(
         if extra_instructions is None
         else f"{INSTRUCTIONS}\n\n{extra_instructions}",
         lifespan=_lifespan(
-            config, transport, tracker, api_key or configured_key(config), now, client_log.publish
+            config, transport, tracker, api_key or configured_key(config), now, report=client_log.publish
         ),
         log_level=log_level,
         subscriptions=ListenStreamBus(),
@@ -194,6 +194,7 @@ def _lifespan(
     tracker: Callable[[Fetch], OperationTracker],
     key_source: KeySource,
     now: Callable[[], datetime],
+    *,
     report: Report,
 ) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
     """One HTTP client and one tracker for the server's life; with a configuration error, a tracker
