@@ -4,7 +4,6 @@ of that key, at the level they asked for; in-process, over stdio and over HTTP, 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -15,18 +14,19 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import LoggingMessageNotificationParams, PromptReference
 from pydantic import SecretStr
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock, Reply
-from http_server import HttpServer, free_port
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.http_server import HttpServer, free_port
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+from tests.support.payloads import load_fixture
 
 pytestmark = pytest.mark.anyio
 
 PROCESSING_ID = load_fixture("processing")["id"]
 QUEUED_ID = load_fixture("queued")["id"]
 OTHER_KEY = "sk_test_other_environment"
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 
 
 class Heard:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,19 +16,19 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ResourceUpdatedNotification
 from pydantic import SecretStr
 
-from conftest import SECRET, eventually, load_fixture
-from fake_knock import Advancing, FakeKnock
-from http_server import HttpServer
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.state import ServerState
-from test_http import client_for
-from test_waiting import LIVE_ID, QUICK, STEADY, stages
+from tests.support.fake_knock import Advancing, FakeKnock
+from tests.support.http_server import HttpServer, client_for
+from tests.support.installed import KNOCK_MCP
+from tests.support.keys import SECRET
+from tests.support.payloads import LIVE_ID, load_fixture, stages
+from tests.support.polling import QUICK, STEADY, eventually
 
 pytestmark = pytest.mark.anyio
 
 URI = f"knock://bulk_operations/{LIVE_ID}"
-KNOCK_MCP = str(Path(sys.executable).parent / "knock-mcp")
 COMPLETED_URI = f"knock://bulk_operations/{load_fixture('completed')['id']}"
 
 
@@ -88,6 +87,7 @@ async def test_a_subscriber_hears_each_change_until_the_final_state(
         assert len(fake_knock.requests_for(LIVE_ID)) == polled, "polling stops at the final state"
 
 
+@pytest.mark.serial
 async def test_unsubscribe_and_disconnect_stop_the_polling(settings: Settings, fake_knock: FakeKnock) -> None:
     fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
     server = create_server(settings, poll_policy=STEADY)
