@@ -89,20 +89,24 @@ class ClientLog:
         server.middleware.append(self._attach_reading_requests)
 
     async def publish(self, notice: KnockNotice) -> None:
-        """Send the notice to every listener of its key (and operation) whose level admits it."""
+        """Send the notice to every listener of its key (and operation) whose level admits it, all
+        at once and for at most `SEND_TIMEOUT`: the retry it announces waits for this."""
         level: LoggingLevel = "error" if notice.gave_up else "warning"
         text = notice.text.replace(notice.key.get_secret_value(), "[redacted]")
         fingerprint = self._fingerprint(notice.key)
-        for listener in list(self._listeners):
-            if listener.fingerprint != fingerprint or level not in listener.levels:
-                continue
-            if listener.operation_id not in (None, notice.operation_id):
-                continue
-            with anyio.move_on_after(SEND_TIMEOUT):
-                try:
-                    await listener.send(level, text)
-                except Exception:
-                    logger.exception("Could not send a log message to a client")
+        concerned = [
+            listener
+            for listener in self._listeners
+            if listener.fingerprint == fingerprint
+            and level in listener.levels
+            and listener.operation_id in (None, notice.operation_id)
+        ]
+        if not concerned:
+            return
+        with anyio.move_on_after(SEND_TIMEOUT):
+            async with anyio.create_task_group() as sending:
+                for listener in concerned:
+                    sending.start_soon(_send, listener, level, text)
 
     def _fingerprint(self, key: SecretStr | None) -> bytes:
         secret = b"" if key is None else key.get_secret_value().encode()
@@ -156,6 +160,13 @@ class ClientLog:
             return await call_next(ctx)
         finally:
             self._listeners.discard(listener)
+
+
+async def _send(listener: _Listener, level: LoggingLevel, text: str) -> None:
+    try:
+        await listener.send(level, text)
+    except Exception:
+        logger.exception("Could not send a log message to a client")
 
 
 def _operation_read_by(method: str, params: Mapping[str, Any] | None) -> str | None:
