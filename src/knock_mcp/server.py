@@ -11,21 +11,21 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import httpx2
 from mcp import MCPError
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import SecretStr
 
 from knock_mcp import __version__
+from knock_mcp.argument_check import ArgumentCheck
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
 from knock_mcp.knock_client import KnockClient, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
@@ -175,7 +175,8 @@ def create_server(
         ),
         mime_type="application/json",
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
-    server.middleware.append(_ArgumentNamesCheck(server))
+    # Every call's arguments are checked against the tools' declared types before a tool runs.
+    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
     return server
 
 
@@ -207,62 +208,3 @@ def _lifespan(
             yield ServerState(tracker=reading, api_key=key_source, now=now, call_deadline=deadline)
 
     return lifespan
-
-
-class _ArgumentNamesCheck:
-    """Refuses a tool call whose argument names the tool does not take, or that leaves out one it needs.
-
-    The SDK drops unknown arguments silently, so a misspelt `max_error_item=500` would quietly
-    give the default 50 items. Refusing it, with the tool's real parameter names, lets the caller
-    correct itself; the call ends before any request to Knock. Types and ranges are left to the
-    SDK's validation, whose message names the field and what it should be.
-    """
-
-    def __init__(self, server: MCPServer[ServerState]) -> None:
-        self._server = server
-        self._parameters: dict[str, tuple[list[str], set[str]]] | None = None
-
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        params = ctx.params
-        if ctx.method != "tools/call" or params is None:
-            return await call_next(ctx)
-        name, arguments = params.get("name"), params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        parameters = (await self._tool_parameters()).get(name) if isinstance(name, str) else None
-        if parameters is None or not isinstance(arguments, Mapping):
-            return await call_next(ctx)
-        accepted, required = parameters
-        unknown = [argument for argument in arguments if argument not in accepted]
-        missing = [
-            parameter for parameter in accepted if parameter in required and parameter not in arguments
-        ]
-        if not unknown and not missing:
-            return await call_next(ctx)
-        listed = ", ".join(
-            f"{parameter} (required)" if parameter in required else parameter for parameter in accepted
-        )
-        problems = []
-        if unknown:
-            problems.append(f"it takes no argument {_names(unknown)}: check the spelling")
-        if missing:
-            problems.append(f"it needs {_names(missing)}")
-        message = f"Error executing tool {name}: {'; '.join(problems)}. Its arguments are: {listed}."
-        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
-
-    async def _tool_parameters(self) -> dict[str, tuple[list[str], set[str]]]:
-        """Each tool's parameter names and required ones, from the input schemas it publishes."""
-        if self._parameters is None:
-            self._parameters = {
-                tool.name: (
-                    list(tool.input_schema.get("properties", {})),
-                    set(tool.input_schema.get("required", [])),
-                )
-                for tool in await self._server.list_tools()
-            }
-        return self._parameters
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(name if len(name) <= 40 else name[:37] + "...") for name in names[:5])
-    return shown + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
