@@ -128,11 +128,13 @@ def create_server(
     log_level: LogLevel = "WARNING",
     poll_policy: PollPolicy | None = None,
     cache_final_operations: bool = True,
+    error_text: Callable[[KnockMcpError], str] = str,
 ) -> MCPServer[ServerState]:
     """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
     says where each request's Knock key comes from (default: the configured KNOCK_API_KEY);
     `poll_policy` sets how waits poll (tests make it quick). `cache_final_operations=False` is for
-    the demo, whose live operation starts over every few minutes, as no real operation does."""
+    the demo, whose live operation starts over every few minutes, as no real operation does;
+    `error_text` words an error for the caller (the demo speaks of its own ids, not of keys)."""
 
     def tracker(fetch: Fetch) -> OperationTracker:
         cache = FinalOperationCache() if cache_final_operations else FinalOperationCache(max_entries=0)
@@ -145,7 +147,9 @@ def create_server(
         instructions=INSTRUCTIONS
         if extra_instructions is None
         else f"{INSTRUCTIONS}\n\n{extra_instructions}",
-        lifespan=_lifespan(config, transport, tracker, api_key or configured_key(config), now),
+        lifespan=_lifespan(
+            config, transport, tracker, api_key or configured_key(config), now, error_text=error_text
+        ),
         log_level=log_level,
         subscriptions=ListenStreamBus(),
         middleware=[follow_listened_operations],
@@ -186,6 +190,8 @@ def _lifespan(
     tracker: Callable[[Fetch], OperationTracker],
     key_source: KeySource,
     now: Callable[[], datetime],
+    *,
+    error_text: Callable[[KnockMcpError], str],
 ) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
     """One HTTP client and one tracker for the server's life; with a configuration error, a tracker
     whose every read reports it, so each call explains what to fix."""
@@ -205,6 +211,8 @@ def _lifespan(
             tracker(KnockClient(http, config).get_bulk_operation) as reading,
         ):
             deadline = config.call_deadline
-            yield ServerState(tracker=reading, api_key=key_source, now=now, call_deadline=deadline)
+            yield ServerState(
+                tracker=reading, api_key=key_source, now=now, call_deadline=deadline, error_text=error_text
+            )
 
     return lifespan

@@ -68,7 +68,11 @@ def test_a_tool_error_exits_1_with_the_message_on_stderr() -> None:
     result = run("--demo", "call", "summarize_bulk_operation", "id=99999999-9999-4999-8999-999999999999")
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "Knock has no bulk operation" in result.stderr
+    # The demo reads no key: its 404 names its own ids instead of KNOCK_API_KEY.
+    assert "The demo has no bulk operation 99999999-9999-4999-8999-999999999999." in result.stderr
+    assert all(operation.id in result.stderr for operation in DEMO_OPERATIONS)
+    assert "Call again with one of these ids" in result.stderr
+    assert "KNOCK_API_KEY is the secret key" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
