@@ -31,7 +31,7 @@ from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.config import AUTH_MODES, HttpFlags, load_http_config
 from knock_mcp.logs import LOG_LEVELS, LogLevel
 from knock_mcp.state import ServerState
-from knock_mcp.terminal import progress_line_for
+from knock_mcp.terminal import EXIT_INTERRUPTED, progress_line_for, serve_stdio_at_a_terminal
 
 EXIT_TOOL_ERROR = 1
 EXIT_USAGE = 2
@@ -81,12 +81,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "call":
             call = (_call, server, args.tool, args.arguments, args.json)
             sys.exit(_print_ending_quietly_on_a_closed_pipe(*call))
+        if sys.stdin.isatty():
+            serve_stdio_at_a_terminal(sys.stderr, demo=args.demo, example=EXAMPLE)
         server.run("stdio")
     except UsageError as error:
         print(f"knock-mcp: {error}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _parser() -> argparse.ArgumentParser:
