@@ -30,6 +30,7 @@ from knock_mcp.demo import PROCESSING_ID
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.config import AUTH_MODES, HttpFlags, load_http_config
 from knock_mcp.logs import LOG_LEVELS, LogLevel
+from knock_mcp.options import OptionReader, parse_switch
 from knock_mcp.state import ServerState
 from knock_mcp.terminal import EXIT_INTERRUPTED, progress_line_for, serve_stdio_at_a_terminal
 
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if http_only:
         parser.error(f"{', '.join(http_only)} only apply with --transport http")
     level: LogLevel = args.log_level or "WARNING"
+    # Read here as over HTTP: an MCP Bundle turns on the demo with KNOCK_MCP_DEMO ("true"/"false").
+    demo = OptionReader(os.environ)
+    args.demo = args.demo or demo.read("KNOCK_MCP_DEMO", parse_switch, False)
+    if demo.problems:
+        parser.error("; ".join(demo.problems))
     if args.demo:
         server = start(level, partial(demo_server, level))
     else:

@@ -180,3 +180,23 @@ def test_a_reader_that_stops_early_is_a_normal_end() -> None:
     assert result.stdout == '{"operatio'
     assert result.stderr == ""
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize(("value", "demo"), [("true", True), ("1", True), ("false", False), ("", False)])
+def test_knock_mcp_demo_turns_on_the_demo_over_stdio_too(value: str, demo: bool) -> None:
+    """An MCP Bundle's boolean setting arrives as "true"/"false"; its unset text settings as ""."""
+    env = {"KNOCK_MCP_DEMO": value, "KNOCK_API_KEY": "", "KNOCK_BASE_URL": "", "KNOCK_BRANCH": ""}
+    result = run("call", "summarize_bulk_operation", f"id={PROCESSING_ID}", env=env)
+    if demo:
+        assert result.returncode == 0, result.stderr
+        assert f"Operation {PROCESSING_ID}." in result.stdout
+    else:
+        assert result.returncode == 1
+        assert "KNOCK_API_KEY is not set" in result.stderr
+        assert "not configured correctly" not in result.stderr
+
+
+def test_a_bad_knock_mcp_demo_is_a_usage_error() -> None:
+    result = run("call", "summarize_bulk_operation", f"id={PROCESSING_ID}", env={"KNOCK_MCP_DEMO": "maybe"})
+    assert result.returncode == 2
+    assert "KNOCK_MCP_DEMO must be 1, true, yes or on" in result.stderr
