@@ -162,6 +162,7 @@ def test_speeds_read_in_plain_units(processed: int, seconds: int, speed: str) ->
     op = operation(
         "completed", processed_rows=processed, success_count=processed, error_count=0, error_items=[]
     )
+    assert op.started_at is not None
     op = op.model_copy(update={"completed_at": op.started_at + timedelta(seconds=seconds)})
     text = text_of(op)
     assert f"ran for {_duration_text(seconds)} {speed}." in text
