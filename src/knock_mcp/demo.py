@@ -261,11 +261,11 @@ def demo_error_text(error: KnockMcpError) -> str:
     """An error as the demo tells it: a missing operation is one the demo does not have, not a
     question of keys and environments (the demo reads no key)."""
     if isinstance(error, OperationNotFound):
-        listed = "; ".join(f"{operation.id} ({operation.shows})" for operation in DEMO_OPERATIONS)
+        listed = "\n".join(f"- {operation.id}: {operation.shows}" for operation in DEMO_OPERATIONS)
         return (
             f"The demo has no bulk operation {error.operation_id}. It answers from a built-in simulated "
-            f"Knock that holds only its sample operations: {listed}. Call again with one of these ids; to "
-            "read your own operations, start knock-mcp without --demo and with KNOCK_API_KEY set."
+            f"Knock that holds only these sample operations:\n{listed}\nCall again with one of these ids; "
+            "to read your own operations, start knock-mcp without --demo and with KNOCK_API_KEY set."
         )
     return str(error)
 
