@@ -11,7 +11,7 @@ import pytest
 from knock_mcp import __version__
 from knock_mcp.demo import DEMO_OPERATIONS, FAILED_ID, MANY_FAILURES_ID, PROCESSING_ID, DemoOperation
 from tests.support.fake_knock import FakeKnock
-from tests.support.installed import run
+from tests.support.installed import KNOCK_MCP, run
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 

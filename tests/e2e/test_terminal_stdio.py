@@ -12,13 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from knock_mcp.demo import PROCESSING_ID
+from tests.support.installed import KNOCK_MCP
 
-KNOCK_MCP = Path(sys.executable).parent / "knock-mcp"
 CTRL_C = b"\x03"
 # Start-up imports the SDK, which takes seconds on a busy machine; the exit must then be at once.
 START_SECONDS = 60
@@ -53,7 +52,7 @@ def terminal(request: pytest.FixtureRequest) -> Iterator[Terminal]:
     master, slave = os.openpty()
     env = {key: value for key, value in os.environ.items() if not key.startswith("KNOCK_")}
     process = subprocess.Popen(
-        [sys.executable, "-c", _TAKE_THE_TERMINAL, str(KNOCK_MCP), *request.param],
+        [sys.executable, "-c", _TAKE_THE_TERMINAL, KNOCK_MCP, *request.param],
         stdin=slave,
         stdout=slave,
         stderr=slave,

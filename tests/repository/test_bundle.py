@@ -19,7 +19,7 @@ import pytest
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 MANIFEST: dict[str, Any] = json.loads((ROOT / "bundle" / "manifest.json").read_text())
 
 
