@@ -15,7 +15,7 @@ from typing import TypeVar
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_instructions
+from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_error_text, demo_instructions
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.logs import LogLevel, configure_logging
 from knock_mcp.server import create_server
@@ -46,6 +46,7 @@ def demo_server(log_level: LogLevel, caller_keys: KeySource | None = None) -> MC
         api_key=caller_keys,
         extra_instructions=demo_instructions(),
         cache_final_operations=False,
+        error_text=demo_error_text,
         log_level=log_level,
     )
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -24,12 +25,14 @@ from mcp.types import TextContent
 
 from knock_mcp import __version__
 from knock_mcp.bootstrap import demo_server, local_server, start
+from knock_mcp.call_command import CallHelp, parse_arguments, unrecognized_arguments
 from knock_mcp.demo import PROCESSING_ID
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.config import AUTH_MODES, HttpFlags, load_http_config
 from knock_mcp.logs import LOG_LEVELS, LogLevel
+from knock_mcp.options import OptionReader, parse_switch
 from knock_mcp.state import ServerState
-from knock_mcp.terminal import progress_line_for
+from knock_mcp.terminal import EXIT_INTERRUPTED, progress_line_for, serve_stdio_at_a_terminal
 
 EXIT_TOOL_ERROR = 1
 EXIT_USAGE = 2
@@ -37,6 +40,10 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A command-line mistake: reported on stderr with exit status 2."""
+
+
+HELP_WIDTH = 79
+EXAMPLE = f"knock-mcp --demo call summarize_bulk_operation id={PROCESSING_ID}"
 
 
 # Options that only mean something to the HTTP server, by their attribute and flag names.
@@ -52,7 +59,13 @@ HTTP_OPTIONS = {
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if args.command == "call":
+        # name=value pairs after an option (`call TOOL --demo id=...`) are still the tool's arguments.
+        args.arguments += [extra for extra in extras if "=" in extra and not extra.startswith("-")]
+        extras = [extra for extra in extras if extra not in args.arguments]
+    if extras:
+        parser.error(unrecognized_arguments(extras, args.command))
     http_only = [flag for name, flag in HTTP_OPTIONS.items() if getattr(args, name)]
     if args.transport == "http":
         if args.command is not None:
@@ -61,36 +74,72 @@ def main(argv: Sequence[str] | None = None) -> None:
     if http_only:
         parser.error(f"{', '.join(http_only)} only apply with --transport http")
     level: LogLevel = args.log_level or "WARNING"
+    # Read here as over HTTP: an MCP Bundle turns on the demo with KNOCK_MCP_DEMO ("true"/"false").
+    demo = OptionReader(os.environ)
+    args.demo = args.demo or demo.read("KNOCK_MCP_DEMO", parse_switch, False)
+    if demo.problems:
+        parser.error("; ".join(demo.problems))
     if args.demo:
         server = start(level, partial(demo_server, level))
     else:
         server = start(level, partial(local_server, os.environ, level, serving=args.command is None))
     try:
         if args.command == "call":
-            sys.exit(anyio.run(_call, server, args.tool, args.arguments, args.json))
+            call = (_call, server, args.tool, args.arguments, args.json)
+            sys.exit(_print_ending_quietly_on_a_closed_pipe(*call))
+        if sys.stdin.isatty():
+            serve_stdio_at_a_terminal(sys.stderr, demo=args.demo, example=EXAMPLE)
         server.run("stdio")
     except UsageError as error:
         print(f"knock-mcp: {error}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Raw text, wrapped here: argparse would otherwise break the example command across lines.
     parser = argparse.ArgumentParser(
         prog="knock-mcp",
-        description=(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
             "MCP server for Knock bulk operations. With no command it serves MCP over stdio (or over "
             "HTTP with --transport http); "
             "configure it with KNOCK_API_KEY (a secret key, sk_...), and optionally KNOCK_BASE_URL, "
-            "KNOCK_BRANCH, KNOCK_TIMEOUT, KNOCK_MAX_RETRIES and KNOCK_MCP_CALL_DEADLINE."
+            "KNOCK_BRANCH, KNOCK_TIMEOUT, KNOCK_MAX_RETRIES and KNOCK_MCP_CALL_DEADLINE.",
+            width=HELP_WIDTH,
         ),
-        epilog=f"example: knock-mcp --demo call summarize_bulk_operation id={PROCESSING_ID}",
+        epilog=f"example:\n  {EXAMPLE}",
     )
     parser.add_argument("--version", action="version", version=f"knock-mcp {__version__}")
+    _add_demo_and_log_level(parser, after_call=False)
+    _add_http_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    call = commands.add_parser(
+        "call",
+        help="run one tool through the MCP client and print its result",
+        description="Run one tool and print its text. Exit status 1 on a tool error.",
+        epilog=f"example:\n  {EXAMPLE}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    call.add_argument(
+        "-h", "--help", action=CallHelp, help="show this help, then every tool and its arguments"
+    )
+    call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
+    call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
+    call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
+    # Also accepted after `call`, where people put them: `knock-mcp call ... --demo`.
+    _add_demo_and_log_level(call, after_call=True)
+    return parser
+
+
+def _add_demo_and_log_level(parser: argparse.ArgumentParser, *, after_call: bool) -> None:
+    """After `call` they have no default, so that leaving them out there keeps what came before `call`."""
     parser.add_argument(
         "--demo",
         action="store_true",
+        default=argparse.SUPPRESS if after_call else False,
         help="answer from a built-in simulated Knock with sample operations (no key, no network)",
     )
     parser.add_argument(
@@ -98,19 +147,9 @@ def _parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=LOG_LEVELS,
         metavar="LEVEL",
+        default=argparse.SUPPRESS if after_call else None,
         help="stderr log level: debug, info, warning (default), error, critical",
     )
-    _add_http_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    call = commands.add_parser(
-        "call",
-        help="run one tool through the MCP client and print its result",
-        description="Run one tool and print its text. Exit status 1 on a tool error.",
-    )
-    call.add_argument("tool", help="tool name, e.g. summarize_bulk_operation")
-    call.add_argument("arguments", nargs="*", metavar="name=value", help="tool arguments, e.g. id=<uuid>")
-    call.add_argument("--json", action="store_true", help="print the structured content as JSON instead")
-    return parser
 
 
 def _add_http_options(parser: argparse.ArgumentParser) -> None:
@@ -198,10 +237,10 @@ async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str
             tools = {listed.name: listed for listed in (await client.list_tools()).tools}
             listed = tools.get(tool)
             # Usage errors are raised outside the client: inside, its task group would wrap them.
-            arguments = _parse_arguments(assignments, listed.input_schema) if listed else None
+            arguments = parse_arguments(assignments, listed.input_schema) if listed else None
             result = (
                 await client.call_tool(tool, arguments, progress_callback=on_progress)
-                if arguments is not None
+                if isinstance(arguments, dict)
                 else None
             )
     finally:
@@ -210,7 +249,7 @@ async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str
     if result is None:
         if listed is None:
             raise UsageError(f"no tool named {tool!r}; the tools are: {', '.join(sorted(tools))}")
-        raise UsageError(f"arguments are name=value pairs (e.g. id=<uuid>), not {' '.join(assignments)!r}")
+        raise UsageError(str(arguments))
     text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     if result.is_error:
         print(text, file=sys.stderr)
@@ -219,20 +258,13 @@ async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str
     return 0
 
 
-def _parse_arguments(assignments: list[str], input_schema: dict[str, Any]) -> dict[str, Any] | None:
-    """`name=value` pairs, None if one is not; a value is JSON (a number, true, ...) unless the tool
-    takes a string there."""
-    properties: dict[str, Any] = input_schema.get("properties", {})
-    arguments: dict[str, Any] = {}
-    for assignment in assignments:
-        name, separator, value = assignment.partition("=")
-        if not separator or not name:
-            return None
-        if properties.get(name, {}).get("type") == "string":
-            arguments[name] = value
-            continue
-        try:
-            arguments[name] = json.loads(value)
-        except ValueError:
-            arguments[name] = value
-    return arguments
+def _print_ending_quietly_on_a_closed_pipe(*call: Any) -> int:
+    """Run `call` in an event loop; a reader that stops early (`| head`) is a normal end, not a crash."""
+    try:
+        status: int = anyio.run(*call)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return status

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx2
 
+from knock_mcp.errors import KnockMcpError, OperationNotFound
+
 DEMO_BASE_URL = "https://demo.knock-mcp.invalid"
 
 QUEUED_ID = "de300000-0000-4000-8000-000000000001"
@@ -253,3 +255,21 @@ def demo_instructions() -> str:
         "DEMO MODE: this server answers from a built-in simulated Knock, not a real account. "
         f"Its sample bulk operations are:\n{listed}"
     )
+
+
+def demo_error_text(error: KnockMcpError) -> str:
+    """An error as the demo tells it: a missing operation is one the demo does not have, not a
+    question of keys and environments (the demo reads no key)."""
+    if isinstance(error, OperationNotFound):
+        listed = "\n".join(f"- {operation.id}: {operation.shows}" for operation in DEMO_OPERATIONS)
+        return (
+            f"The demo has no bulk operation {error.operation_id}. It answers from a built-in simulated "
+            f"Knock that holds only these sample operations:\n{listed}\nCall again with one of these ids; "
+            "to read your own operations, start knock-mcp without --demo and with KNOCK_API_KEY set."
+        )
+    return str(error)
+
+
+def demo_health() -> dict[str, Any]:
+    """What /healthz says in the demo, which holds no key: that it is the demo, and its ids."""
+    return {"demo": True, "demo_operation_ids": [operation.id for operation in DEMO_OPERATIONS]}

@@ -90,6 +90,7 @@ class OperationNotFound(KnockMcpError):
     """Knock has no such operation in the key's environment (404)."""
 
     def __init__(self, operation_id: str, branch: str | None) -> None:
+        self.operation_id = operation_id
         where = f"environment and branch {branch!r}" if branch else "environment"
         super().__init__(
             f"Knock has no bulk operation {operation_id} in this API key's {where}. Bulk operation ids "

@@ -11,21 +11,21 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import httpx2
 from mcp import MCPError
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import SecretStr
 
 from knock_mcp import __version__
+from knock_mcp.argument_check import ArgumentCheck
 from knock_mcp.client_log import ClientLog
 from knock_mcp.completions import serve_completions
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
@@ -131,11 +131,13 @@ def create_server(
     log_level: LogLevel = "WARNING",
     poll_policy: PollPolicy | None = None,
     cache_final_operations: bool = True,
+    error_text: Callable[[KnockMcpError], str] = str,
 ) -> MCPServer[ServerState]:
     """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
     says where each request's Knock key comes from (default: the configured KNOCK_API_KEY);
     `poll_policy` sets how waits poll (tests make it quick). `cache_final_operations=False` is for
-    the demo, whose live operation starts over every few minutes, as no real operation does."""
+    the demo, whose live operation starts over every few minutes, as no real operation does;
+    `error_text` words an error for the caller (the demo speaks of its own ids, not of keys)."""
 
     def tracker(fetch: Fetch) -> OperationTracker:
         cache = FinalOperationCache() if cache_final_operations else FinalOperationCache(max_entries=0)
@@ -150,7 +152,13 @@ def create_server(
         if extra_instructions is None
         else f"{INSTRUCTIONS}\n\n{extra_instructions}",
         lifespan=_lifespan(
-            config, transport, tracker, api_key or configured_key(config), now, report=client_log.publish
+            config,
+            transport,
+            tracker,
+            api_key or configured_key(config),
+            now,
+            report=client_log.publish,
+            error_text=error_text,
         ),
         log_level=log_level,
         subscriptions=ListenStreamBus(),
@@ -181,7 +189,8 @@ def create_server(
         ),
         mime_type="application/json",
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
-    server.middleware.append(_ArgumentNamesCheck(server))
+    # Every call's arguments are checked against the tools' declared types before a tool runs.
+    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
     serve_resource_subscriptions(server)
     serve_completions(server)
     client_log.serve(server)
@@ -196,6 +205,7 @@ def _lifespan(
     now: Callable[[], datetime],
     *,
     report: Report,
+    error_text: Callable[[KnockMcpError], str],
 ) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
     """One HTTP client and one tracker for the server's life; with a configuration error, a tracker
     whose every read reports it, so each call explains what to fix. `report` hears of the Knock
@@ -216,65 +226,8 @@ def _lifespan(
             tracker(KnockClient(http, config, report=report).get_bulk_operation) as reading,
         ):
             deadline = config.call_deadline
-            yield ServerState(tracker=reading, api_key=key_source, now=now, call_deadline=deadline)
+            yield ServerState(
+                tracker=reading, api_key=key_source, now=now, call_deadline=deadline, error_text=error_text
+            )
 
     return lifespan
-
-
-class _ArgumentNamesCheck:
-    """Refuses a tool call whose argument names the tool does not take, or that leaves out one it needs.
-
-    The SDK drops unknown arguments silently, so a misspelt `max_error_item=500` would quietly
-    give the default 50 items. Refusing it, with the tool's real parameter names, lets the caller
-    correct itself; the call ends before any request to Knock. Types and ranges are left to the
-    SDK's validation, whose message names the field and what it should be.
-    """
-
-    def __init__(self, server: MCPServer[ServerState]) -> None:
-        self._server = server
-        self._parameters: dict[str, tuple[list[str], set[str]]] | None = None
-
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        params = ctx.params
-        if ctx.method != "tools/call" or params is None:
-            return await call_next(ctx)
-        name, arguments = params.get("name"), params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        parameters = (await self._tool_parameters()).get(name) if isinstance(name, str) else None
-        if parameters is None or not isinstance(arguments, Mapping):
-            return await call_next(ctx)
-        accepted, required = parameters
-        unknown = [argument for argument in arguments if argument not in accepted]
-        missing = [
-            parameter for parameter in accepted if parameter in required and parameter not in arguments
-        ]
-        if not unknown and not missing:
-            return await call_next(ctx)
-        listed = ", ".join(
-            f"{parameter} (required)" if parameter in required else parameter for parameter in accepted
-        )
-        problems = []
-        if unknown:
-            problems.append(f"it takes no argument {_names(unknown)}: check the spelling")
-        if missing:
-            problems.append(f"it needs {_names(missing)}")
-        message = f"Error executing tool {name}: {'; '.join(problems)}. Its arguments are: {listed}."
-        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
-
-    async def _tool_parameters(self) -> dict[str, tuple[list[str], set[str]]]:
-        """Each tool's parameter names and required ones, from the input schemas it publishes."""
-        if self._parameters is None:
-            self._parameters = {
-                tool.name: (
-                    list(tool.input_schema.get("properties", {})),
-                    set(tool.input_schema.get("required", [])),
-                )
-                for tool in await self._server.list_tools()
-            }
-        return self._parameters
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(name if len(name) <= 40 else name[:37] + "...") for name in names[:5])
-    return shown + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")

@@ -37,12 +37,13 @@ class ServerState:
     api_key: KeySource
     now: Callable[[], datetime]
     call_deadline: float = DEFAULT_CALL_DEADLINE
+    error_text: Callable[[KnockMcpError], str] = str
 
     async def fetch(self, operation_id: str) -> BulkOperation:
         return await self.tracker.read(operation_id, self.api_key())
 
     def public_text(self, error: KnockMcpError) -> str:
         """The error's message, with this request's key removed should any path ever have put it there."""
-        text = str(error)
+        text = self.error_text(error)
         key = self.api_key()
         return text.replace(key.get_secret_value(), "[redacted]") if key else text

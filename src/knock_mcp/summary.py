@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from knock_mcp.endpoints import job_label
 from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, BulkOperationStatus
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
@@ -23,15 +24,6 @@ PREVIEW_IDS_PER_COLLECTION = 3
 _MAX_NAME_CHARS = 60
 _MAX_ID_CHARS = 36
 _MAX_COLLECTION_CHARS = 32
-
-# The `name` values Knock has been seen to use, in words. Others are shown as Knock spells them.
-_JOB_DESCRIPTIONS = {
-    "users.identify": "Bulk identify users",
-    "users.delete": "Bulk delete users",
-    "users.set_preferences": "Bulk set user preferences",
-    "messages.unread": "Bulk mark messages as unread",
-}
-
 
 _STATUS_PHRASES = {
     BulkOperationStatus.QUEUED: "is queued",
@@ -105,7 +97,7 @@ def summarize(operation: BulkOperation, now: datetime) -> BulkOperationSummary:
     summary = BulkOperationSummary(
         id=str(operation.id),
         name=operation.name,
-        job=_JOB_DESCRIPTIONS.get(operation.name, operation.name),
+        job=job_label(operation.name),
         status=status,
         is_final=status.is_final,
         percent_complete=_percent(operation),
@@ -246,9 +238,10 @@ def _after_completion(summary: BulkOperationSummary) -> str:
     if failures <= 0:
         return "Nothing to do: every processed row succeeded."
     return (
-        f"Fix the {failures:,} failed item{_plural(failures)} and resubmit them to the bulk endpoint "
-        f"that started this job; list_failed_items gives their ids by collection, {MAX_ITEMS_PER_PAGE:,} "
-        "per page, ready to resubmit (the prompt retry_failed_items plans the retry)."
+        f"Fix the {failures:,} failed item{_plural(failures)} and resubmit "
+        f"{'it' if failures == 1 else 'them'} to the bulk endpoint that started this job; list_failed_items "
+        f"gives their ids by collection, {MAX_ITEMS_PER_PAGE:,} per page, ready to resubmit (the prompt "
+        "retry_failed_items plans the retry)."
     )
 
 
@@ -256,7 +249,7 @@ def _headline(summary: BulkOperationSummary) -> str:
     job = _clip(summary.job, _MAX_NAME_CHARS)
     named = job if summary.job == summary.name else f"{job} (`{_clip(summary.name, _MAX_NAME_CHARS)}`)"
     if summary.percent_complete is None:
-        progress = f"progress unknown (Knock's row estimate is {summary.estimated_total_rows:,})"
+        progress = f"progress unknown ({_no_estimate(summary)})"
     elif summary.status is BulkOperationStatus.FAILED:
         progress = f"it got {_format_percent(summary.percent_complete)} of the way through"
     else:
@@ -266,10 +259,19 @@ def _headline(summary: BulkOperationSummary) -> str:
 
 def _counts_line(summary: BulkOperationSummary) -> str:
     failed = "failures not reported" if summary.failure_count is None else f"{summary.failure_count:,} failed"
-    text = (
-        f"Rows: {summary.processed_rows:,} processed of about {summary.estimated_total_rows:,} estimated; "
-        f"{summary.success_count:,} succeeded, {failed}."
+    estimate = (
+        f"of about {summary.estimated_total_rows:,} estimated"
+        if summary.estimated_total_rows > 0
+        else f"({_no_estimate(summary)})"
     )
+    succeeded = f"{summary.success_count:,} succeeded"
+    text = f"Rows: {summary.processed_rows:,} processed {estimate}; {succeeded}, {failed}."
+    if summary.success_count > summary.processed_rows:
+        # Passed on as Knock gives them, but not silently: the reader should not trust either count alone.
+        text += (
+            f" Knock's counts disagree: {summary.success_count:,} successes for {summary.processed_rows:,} "
+            f"processed row{_plural(summary.processed_rows)}."
+        )
     listed = summary.failed_items_listed
     if listed is not None and listed != summary.failure_count:
         text += f" Knock lists {listed:,} failed item{_plural(listed)}."
@@ -337,8 +339,27 @@ def _format_percent(percent: float) -> str:
     return f"{percent:.0f} %" if percent == int(percent) else f"{percent:.1f} %"
 
 
-def _format_rate(rate: float) -> str:
-    return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"
+def _no_estimate(summary: BulkOperationSummary) -> str:
+    return (
+        "Knock gave no estimate of the total"
+        if summary.is_final
+        else "Knock has no estimate of the total yet"
+    )
+
+
+def _format_rate(rows_per_second: float) -> str:
+    """A speed a person reads at a glance: per second down to 1 row/s, then per minute, then per hour."""
+    for rate, unit in (
+        (rows_per_second, "/s"),
+        (rows_per_second * 60, " a minute"),
+        (rows_per_second * 3600, " an hour"),
+    ):
+        if rate >= 10:
+            return f"{rate:,.0f} rows{unit}"
+        if rate >= 1:
+            shown = f"{math.floor(rate * 10) / 10:g}"
+            return f"{shown} row{'' if shown == '1' else 's'}{unit}"
+    return "less than 1 row an hour"
 
 
 def _clip(text: str, limit: int) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from knock_mcp.endpoints import BULK_JOBS
 from knock_mcp.models import MAX_TEXT_CHARS, BulkOperation, BulkOperationStatus
 from knock_mcp.summary import MAX_SUMMARY_CHARS, progress_update, render_summary, summarize, wait_result
 from tests.support.payloads import load_fixture
@@ -101,9 +102,89 @@ def test_queued_summary_says_how_long_it_has_waited() -> None:
     assert "Next: Knock has not started the job yet" in render_summary(summary)
 
 
-def test_unknown_names_are_shown_as_knock_spells_them() -> None:
-    text = text_of(operation(name="objects.set"))
-    assert text.startswith("objects.set is processing")
+@pytest.mark.parametrize(
+    ("name", "headline"),
+    [
+        ("users.identify", "Bulk identify users (`users.identify`) is processing"),
+        ("objects.set", "Bulk set objects (`objects.set`) is processing"),
+        ("objects.add_subscriptions", "Bulk add object subscriptions (`objects.add_subscriptions`)"),
+        ("tenants.delete", "Bulk delete tenants (`tenants.delete`)"),
+        ("schedules.create", "Bulk create schedules (`schedules.create`)"),
+        ("messages.archived", "Bulk archive messages (`messages.archived`)"),
+        (
+            "workflows.mystery_run",
+            "Bulk job on workflows: mystery run (`workflows.mystery_run`) is processing",
+        ),
+        ("mystery", "mystery is processing"),
+    ],
+)
+def test_every_job_gets_a_label_and_keeps_knocks_name(name: str, headline: str) -> None:
+    assert text_of(operation(name=name)).startswith(headline)
+
+
+def test_every_documented_bulk_endpoint_has_a_job_name() -> None:
+    # The bulk endpoints Knock documents (the channel one once per action it lists).
+    documented = {
+        "POST /v1/users/bulk/identify",
+        "POST /v1/users/bulk/delete",
+        "POST /v1/users/bulk/preferences",
+        "POST /v1/objects/{collection}/bulk/set",
+        "POST /v1/objects/{collection}/bulk/delete",
+        "POST /v1/objects/{collection}/bulk/subscriptions/add",
+        "POST /v1/objects/{collection}/bulk/subscriptions/delete",
+        "POST /v1/tenants/bulk/set",
+        "POST /v1/tenants/bulk/delete",
+        "POST /v1/schedules/bulk/create",
+        *(
+            f"POST /v1/channels/{{channel_id}}/messages/bulk/{action}"
+            for action in (
+                "seen", "unseen", "read", "unread", "archived", "unarchived", "interacted", "archive",
+                "unarchive", "delete",
+            )
+        ),
+    }  # fmt: skip
+    assert {job.endpoint.method_and_path for job in BULK_JOBS.values()} == documented
+
+
+@pytest.mark.parametrize(
+    ("processed", "seconds", "speed"),
+    [
+        (400, 50, "at 8 rows/s"),
+        (1, 1, "at 1 row/s"),
+        (25, 10, "at 2.5 rows/s"),
+        (40, 61, "at 39 rows a minute"),
+        (1, 60, "at 1 row a minute"),
+        (2, 3600, "at 2 rows an hour"),
+        (1, 7 * 3600, "at less than 1 row an hour"),
+    ],
+)
+def test_speeds_read_in_plain_units(processed: int, seconds: int, speed: str) -> None:
+    op = operation(
+        "completed", processed_rows=processed, success_count=processed, error_count=0, error_items=[]
+    )
+    assert op.started_at is not None
+    op = op.model_copy(update={"completed_at": op.started_at + timedelta(seconds=seconds)})
+    text = text_of(op)
+    assert f"ran for {_duration_text(seconds)} {speed}." in text
+    assert "e-0" not in text
+
+
+def _duration_text(seconds: int) -> str:
+    return {1: "1 s", 10: "10 s", 50: "50 s", 60: "1 min", 61: "1 min 1 s", 3600: "1 h", 25200: "7 h"}[
+        seconds
+    ]
+
+
+def test_one_failed_item_reads_in_the_singular() -> None:
+    op = operation("completed", processed_rows=1, success_count=0, error_count=1, error_items=None)
+    assert "Next: Fix the 1 failed item and resubmit it to the bulk endpoint" in text_of(op)
+
+
+def test_successes_beyond_the_processed_rows_are_called_a_disagreement() -> None:
+    op = operation("completed", processed_rows=10, success_count=12, error_count=0, error_items=[])
+    assert "12 succeeded, 0 failed. Knock's counts disagree: 12 successes for 10 processed rows." in text_of(
+        op
+    )
 
 
 def test_error_count_falls_back_to_the_listed_items() -> None:
@@ -191,7 +272,9 @@ def test_a_completion_without_a_failure_count_but_all_succeeded_needs_nothing() 
 
 def test_rows_without_an_estimate_give_unknown_progress() -> None:
     text = text_of(operation("processing", estimated_total_rows=0))
-    assert "is processing: progress unknown (Knock's row estimate is 0)." in text
+    assert "is processing: progress unknown (Knock has no estimate of the total yet)." in text
+    assert "Rows: 400 processed (Knock has no estimate of the total yet); 398 succeeded" in text
+    assert "about 0" not in text
 
 
 @pytest.mark.parametrize(

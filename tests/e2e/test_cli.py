@@ -11,7 +11,7 @@ import pytest
 from knock_mcp import __version__
 from knock_mcp.demo import DEMO_OPERATIONS, FAILED_ID, MANY_FAILURES_ID, PROCESSING_ID, DemoOperation
 from tests.support.fake_knock import FakeKnock
-from tests.support.installed import run
+from tests.support.installed import KNOCK_MCP, run
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 
@@ -68,7 +68,11 @@ def test_a_tool_error_exits_1_with_the_message_on_stderr() -> None:
     result = run("--demo", "call", "summarize_bulk_operation", "id=99999999-9999-4999-8999-999999999999")
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "Knock has no bulk operation" in result.stderr
+    # The demo reads no key: its 404 names its own ids instead of KNOCK_API_KEY.
+    assert "The demo has no bulk operation 99999999-9999-4999-8999-999999999999." in result.stderr
+    assert all(operation.id in result.stderr for operation in DEMO_OPERATIONS)
+    assert "Call again with one of these ids" in result.stderr
+    assert "KNOCK_API_KEY is the secret key" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -110,3 +114,89 @@ def test_bad_settings_are_named() -> None:
     assert "KNOCK_API_KEY holds a public key" in result.stderr
     assert "KNOCK_MAX_RETRIES must be a whole number" in result.stderr
     assert "pk_test_public" not in result.stderr
+
+
+def test_an_out_of_range_argument_gets_a_sentence_not_pydantics_text() -> None:
+    result = run("--demo", "call", "wait_for_bulk_operation", f"id={PROCESSING_ID}", "timeout_seconds=100")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error executing tool wait_for_bulk_operation: timeout_seconds must be a number of seconds from 0 "
+        "to 45 (got 100). Nothing was sent to Knock: correct it and call again.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["call", "summarize_bulk_operation", f"id={PROCESSING_ID}", "--demo"],
+        ["call", "summarize_bulk_operation", "--demo", f"id={PROCESSING_ID}"],
+        ["call", "--demo", "--log-level", "error", "summarize_bulk_operation", f"id={PROCESSING_ID}"],
+    ],
+)
+def test_demo_and_log_level_are_accepted_after_call(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"Operation {PROCESSING_ID}." in result.stdout
+
+
+def test_another_option_after_call_says_where_it_goes() -> None:
+    result = run("--demo", "call", "summarize_bulk_operation", f"id={PROCESSING_ID}", "--transport", "http")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --transport http. After `call` come the tool" in result.stderr
+    assert "other options of knock-mcp go before `call`" in result.stderr
+
+
+def test_an_argument_given_twice_is_refused() -> None:
+    result = run("--demo", "call", "summarize_bulk_operation", f"id={PROCESSING_ID}", f"id={FAILED_ID}")
+    assert result.returncode == 2
+    assert (
+        f"id is given twice ('{PROCESSING_ID}' and '{FAILED_ID}'): give each argument once" in result.stderr
+    )
+
+
+def test_call_help_lists_every_tool_and_its_arguments() -> None:
+    result = run("call", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "  wait_for_bulk_operation\n    id (required): a UUID" in result.stdout
+    assert "    timeout_seconds: a number of seconds from 0 to 45 (default 45)" in result.stdout
+    assert "    limit: a whole number from 1 to 1,000 (default 1000)" in result.stdout
+    for tool in ("get_bulk_operation", "summarize_bulk_operation", "list_failed_items"):
+        assert f"\n  {tool}\n" in result.stdout
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+@pytest.mark.parametrize("args", [["--help"], ["call", "--help"]])
+def test_help_keeps_the_example_command_on_one_line(args: list[str], columns: str) -> None:
+    result = run(*args, env={"COLUMNS": columns})
+    assert f"\n  knock-mcp --demo call summarize_bulk_operation id={PROCESSING_ID}\n" in result.stdout
+
+
+def test_a_reader_that_stops_early_is_a_normal_end() -> None:
+    call = f"--demo call get_bulk_operation id={MANY_FAILURES_ID} max_error_items=1000"
+    command = f"'{KNOCK_MCP}' {call} | head -c 10"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout == '{"operatio'
+    assert result.stderr == ""
+    assert result.returncode == 0
+
+
+@pytest.mark.parametrize(("value", "demo"), [("true", True), ("1", True), ("false", False), ("", False)])
+def test_knock_mcp_demo_turns_on_the_demo_over_stdio_too(value: str, demo: bool) -> None:
+    """An MCP Bundle's boolean setting arrives as "true"/"false"; its unset text settings as ""."""
+    env = {"KNOCK_MCP_DEMO": value, "KNOCK_API_KEY": "", "KNOCK_BASE_URL": "", "KNOCK_BRANCH": ""}
+    result = run("call", "summarize_bulk_operation", f"id={PROCESSING_ID}", env=env)
+    if demo:
+        assert result.returncode == 0, result.stderr
+        assert f"Operation {PROCESSING_ID}." in result.stdout
+    else:
+        assert result.returncode == 1
+        assert "KNOCK_API_KEY is not set" in result.stderr
+        assert "not configured correctly" not in result.stderr
+
+
+def test_a_bad_knock_mcp_demo_is_a_usage_error() -> None:
+    result = run("call", "summarize_bulk_operation", f"id={PROCESSING_ID}", env={"KNOCK_MCP_DEMO": "maybe"})
+    assert result.returncode == 2
+    assert "KNOCK_MCP_DEMO must be 1, true, yes or on" in result.stderr

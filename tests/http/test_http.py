@@ -12,6 +12,7 @@ import pytest
 from mcp import Client
 
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
+from knock_mcp.demo import DEMO_OPERATIONS
 from tests.support.fake_knock import FakeKnock, Reply
 from tests.support.http_server import HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
@@ -76,12 +77,26 @@ async def test_both_eras_serve_the_tools_and_the_resource(
     assert "Traceback" not in logged
 
 
+DEMO_MISSING_ID = "de300000-0000-4000-8000-000000000099"
+
+
 async def test_demo_over_http(tmp_path: Path) -> None:
     with HttpServer({}, tmp_path, ["--demo"]) as server:
         async with client_for(server, "auto") as client:
             result = await client.call_tool("summarize_bulk_operation", {"id": DEMO_COMPLETED_ID})
+            missing = await client.call_tool("summarize_bulk_operation", {"id": DEMO_MISSING_ID})
+        health = httpx2.get(f"{server.url}/healthz").json()
     assert not result.is_error, text(result)
     assert "has completed" in text(result)
+    # The demo holds no key: its errors and its health speak of the demo and its ids.
+    assert f"The demo has no bulk operation {DEMO_MISSING_ID}" in text(missing)
+    assert "KNOCK_API_KEY is the secret key" not in text(missing)
+    assert health == {
+        "status": "ok",
+        "version": "0.1.0",
+        "demo": True,
+        "demo_operation_ids": [operation.id for operation in DEMO_OPERATIONS],
+    }
 
 
 async def test_healthz_tells_version_and_key_presence_but_no_secret(

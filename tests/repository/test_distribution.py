@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,7 @@ from tests.support.environment import variables_the_server_reads
 ROOT = Path(__file__).parents[2]
 REGISTRY_SCHEMA = ROOT / "tests" / "fixtures" / "registry" / "server.schema.json"
 SCHEMA_ID = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
-# The shared copy the registry's schema was taken from, when this checkout sits beside it.
-SHARED_SCHEMA = ROOT.parent / "shared" / "registry" / "server.schema.json"
+COMPARE_SCRIPT = ROOT / ".ci" / "compare_registry_schema.py"
 
 
 def server_json() -> dict[str, Any]:
@@ -81,9 +82,26 @@ def test_the_format_check_rejects_what_the_registry_rejects() -> None:
         assert not validator.is_valid(server_json() | change), change
 
 
-@pytest.mark.skipif(not SHARED_SCHEMA.exists(), reason="no shared/ beside this checkout")
-def test_the_committed_schema_is_the_shared_copy() -> None:
-    assert REGISTRY_SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes()
+def compare_with(shared: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(COMPARE_SCRIPT), str(shared)], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_maintainers_schema_comparison_tells_same_different_and_missing(tmp_path: Path) -> None:
+    """Comparing with the shared copy outside the repository is a maintainer's script: no test
+    depends on a folder that a user's clone does not have."""
+    same = tmp_path / "same.json"
+    same.write_bytes(REGISTRY_SCHEMA.read_bytes())
+    changed = tmp_path / "changed.json"
+    changed.write_text(REGISTRY_SCHEMA.read_text().replace('"$schema"', '"$schema_changed"', 1))
+    assert compare_with(same).returncode == 0
+    different = compare_with(changed)
+    assert different.returncode == 1
+    assert '+  "$schema_changed"' in different.stdout
+    missing = compare_with(tmp_path / "absent.json")
+    assert missing.returncode == 2
+    assert "No shared registry schema at" in missing.stderr
 
 
 def test_one_version_everywhere() -> None:

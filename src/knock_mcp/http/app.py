@@ -22,6 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from knock_mcp import __version__
 from knock_mcp.bootstrap import demo_server, http_server
+from knock_mcp.demo import demo_health
 from knock_mcp.http.auth import Refusal, authenticator, bearer_token, caller_key
 from knock_mcp.http.config import HttpConfig
 from knock_mcp.http.drain import Drain, listen_closer
@@ -78,12 +79,14 @@ class KnockMcpApp:
         self._drain = Drain(config.shutdown_timeout, listen_closer(server))
         self._security = transport_security(config)
         # For load balancers and operators: nothing in it is secret, and it is the same for every caller.
-        self._health: dict[str, Any] = {
-            "status": "ok",
-            "version": __version__,
-            "knock_key_configured": knock_key_configured,
-            "knock_key_source": "caller" if config.auth == "knock-key" else "server",
-        }
+        self._health: dict[str, Any] = {"status": "ok", "version": __version__} | (
+            demo_health()
+            if config.demo
+            else {
+                "knock_key_configured": knock_key_configured,
+                "knock_key_source": "caller" if config.auth == "knock-key" else "server",
+            }
+        )
         # The SDK's SSE responses for 2025-11-25 calls (sse-starlette's EventSourceResponse) end
         # themselves as soon as uvicorn sees SIGTERM, cutting calls in flight. This app drains
         # instead, and ends what is left itself once its grace is over.
