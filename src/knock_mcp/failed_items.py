@@ -1,10 +1,11 @@
 """`list_failed_items`: an operation's failed items, page by page, as ids ready to resubmit.
 
-Pure functions over the model. A page holds at most 1,000 ids (the most one bulk request takes)
-within a size budget, grouped by collection in Knock's order, so each group can go straight into
-the bulk endpoint that started the job. The cursor is opaque to the caller: base64 of a small
-JSON holding the position, the collection filter and a check of the operation id, so that a
-cursor is never silently applied to another operation or another filter.
+Pure functions over the model, reading the packed items without building them. A page holds at
+most 1,000 ids (the most one bulk request takes) within a size budget, grouped by collection in
+Knock's order, so each group can go straight into the bulk endpoint that started the job. The
+cursor is opaque to the caller: base64 of a small JSON holding the position, the collection filter
+and a check of the operation id, so that a cursor is never silently applied to another operation
+or another filter.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import base64
 import binascii
 import hashlib
 import json
-from collections import Counter
 from itertools import groupby
+from operator import itemgetter
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +25,7 @@ from knock_mcp.models import (
     ERROR_ITEMS_CHAR_BUDGET,
     BulkOperation,
     BulkOperationStatus,
-    ErrorItem,
+    ErrorItems,
     parse_operation_id,
 )
 from knock_mcp.output_schema import SelfContainedSchemaModel
@@ -80,11 +81,14 @@ def failed_items_page(
     offset = 0
     if cursor is not None:
         offset, collection = _read_cursor(cursor, operation_id, collection)
-    items = operation.error_items or []
-    matching = items if collection is None else [item for item in items if item.collection == collection]
-    page = _fit(matching[offset : offset + limit])
+    items = operation.error_items if operation.error_items is not None else ErrorItems()
+    # Positions in Knock's list: the page reads ids from the packed items, building no item.
+    matching = range(len(items)) if collection is None else items.positions_in(collection)
+    page = _fit(
+        [(items.collection(position), items.id(position)) for position in matching[offset : offset + limit]]
+    )
     end = offset + len(page)
-    counts = Counter(item.collection for item in items).most_common()
+    counts = items.collection_counts().most_common()
     next_cursor = _write_cursor(operation_id, collection, end) if end < len(matching) else None
     return FailedItemsPage(
         id=operation_id,
@@ -104,9 +108,9 @@ def failed_items_page(
             FailedIdGroup(
                 collection=name,
                 resubmit_to=_resubmit_to(operation.name, name),
-                ids=[item.id for item in group],
+                ids=[item_id for _, item_id in group],
             )
-            for name, group in groupby(page, key=lambda item: item.collection)
+            for name, group in groupby(page, key=itemgetter(0))
         ],
         next_cursor=next_cursor,
         note=_note(operation, collection, offset, len(page), len(matching)),
@@ -119,11 +123,11 @@ def check_cursor(cursor: str, raw_id: str, collection: str | None) -> None:
     _read_cursor(cursor, parse_operation_id(raw_id), collection)
 
 
-def _fit(candidates: list[ErrorItem]) -> list[ErrorItem]:
-    """The items whose ids fit the size budget (ids may be up to 2,000 characters each)."""
+def _fit(candidates: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
+    """The (collection, id) pairs whose ids fit the size budget (ids may be up to 2,000 characters each)."""
     used = 0
-    for count, item in enumerate(candidates):
-        used += len(item.id) + 4
+    for count, (_, item_id) in enumerate(candidates):
+        used += len(item_id) + 4
         if used > ERROR_ITEMS_CHAR_BUDGET:
             return candidates[:count]
     return candidates

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpErr
 from knock_mcp.knock_client import KnockClient, Report, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.logs import LogLevel
-from knock_mcp.models import BulkOperation
+from knock_mcp.models import BulkOperation, ErrorItems
 from knock_mcp.resubmission import resubmission_prompt
 from knock_mcp.settings import Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
@@ -112,7 +111,7 @@ def _translating_errors(
 async def retry_failed_items(id: OperationId, ctx: Context[ServerState]) -> str:
     state = ctx.request_context.lifespan_context
     operation = await state.fetch(id)
-    collections = Counter(item.collection for item in operation.error_items or []).most_common()
+    collections = (operation.error_items or ErrorItems()).collection_counts().most_common()
     return resubmission_prompt(summarize(operation, state.now()), collections)
 
 

@@ -9,13 +9,12 @@ stated exactly.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
 from knock_mcp.endpoints import job_label
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, BulkOperationStatus
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation, BulkOperationStatus, ErrorItems
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
 MAX_SUMMARY_CHARS = 1500
@@ -194,14 +193,18 @@ def _seconds_left(operation: BulkOperation, rate: float | None) -> float | None:
 
 
 def _group_failed_items(operation: BulkOperation) -> tuple[list[FailedItemGroup], int]:
-    items = operation.error_items or []
-    counts = Counter(item.collection for item in items)
+    items = operation.error_items if operation.error_items is not None else ErrorItems()
+    counts = items.collection_counts()
     largest = counts.most_common(PREVIEW_COLLECTIONS)
     samples: dict[str | None, list[str]] = {collection: [] for collection, _ in largest}
-    for item in items:
-        bucket = samples.get(item.collection)
+    wanted = sum(min(count, PREVIEW_IDS_PER_COLLECTION) for _, count in largest)
+    for position in range(len(items)):
+        if wanted == 0:
+            break  # every sample is taken: the rest of a long list need not be read
+        bucket = samples.get(items.collection(position))
         if bucket is not None and len(bucket) < PREVIEW_IDS_PER_COLLECTION:
-            bucket.append(item.id)
+            bucket.append(items.id(position))
+            wanted -= 1
     groups = [
         FailedItemGroup(collection=collection, count=count, sample_ids=samples[collection])
         for collection, count in largest

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from knock_mcp.models import ERROR_ITEMS_CHAR_BUDGET, MAX_ITEMS_PER_PAGE, BulkOperation, ErrorItem
+from knock_mcp.models import ERROR_ITEMS_CHAR_BUDGET, MAX_ITEMS_PER_PAGE, BulkOperation, ErrorItem, ErrorItems
 from knock_mcp.output_schema import SelfContainedSchemaModel
 
 DEFAULT_MAX_ERROR_ITEMS = 50
@@ -46,7 +46,7 @@ def bound_operation(operation: BulkOperation, max_error_items: int, offset: int 
             error_items_omitted=0,
             note=_dropped_note(dropped),
         )
-    page, slimmed = _page(items[offset : offset + max_error_items])
+    page, slimmed = _page(items, range(len(items))[offset : offset + max_error_items])
     budget_cut = len(page) < min(max_error_items, max(0, len(items) - offset))
     notes = [_page_note(len(items), offset, len(page), max_error_items, budget_cut), _dropped_note(dropped)]
     if slimmed:
@@ -64,21 +64,25 @@ def bound_operation(operation: BulkOperation, max_error_items: int, offset: int 
     )
 
 
-def _page(candidates: list[ErrorItem]) -> tuple[list[ErrorItem], int]:
-    """The items that fit the budget, and how many of them were slimmed to id and collection."""
-    kept: list[ErrorItem] = []
-    used = slimmed = 0
-    for candidate in candidates:
-        item, size = candidate, len(candidate.model_dump_json())
+def _page(items: ErrorItems, candidates: range) -> tuple[ErrorItems, int]:
+    """The candidates that fit the budget, and how many of them were slimmed to id and collection.
+    Sized from the packed items: an item is built only if it has to be slimmed."""
+    slim: dict[int, ErrorItem] = {}
+    used, end = 0, candidates.start
+    for position in candidates:
+        size = items.dumped_chars(position)
         if size > MAX_EXTRA_FIELD_CHARS:
-            item = ErrorItem(id=candidate.id, collection=candidate.collection)
-            size = len(item.model_dump_json())
+            slim[position] = ErrorItem(id=items.id(position), collection=items.collection(position))
+            size = len(slim[position].model_dump_json())
         used += size
         if used > ERROR_ITEMS_CHAR_BUDGET:
+            slim.pop(position, None)
             break
-        kept.append(item)
-        slimmed += item is not candidate
-    return kept, slimmed
+        end = position + 1
+    if not slim:
+        return items.part(candidates.start, end), 0
+    kept = range(candidates.start, end)
+    return ErrorItems(slim[position] if position in slim else items[position] for position in kept), len(slim)
 
 
 def _without_oversized_extras(operation: BulkOperation) -> tuple[BulkOperation, list[str]]:
