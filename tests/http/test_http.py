@@ -98,6 +98,7 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
         "version": "0.1.0",
         "knock_key_configured": True,
         "knock_key_source": "server",
+        "fleet": {"sharing": False, "redis": "not configured"},
     }
     assert SECRET not in answer.text
     assert head.status_code == 200
