@@ -460,17 +460,17 @@ def test_a_fleet_setting_that_cannot_work_is_named_without_its_secrets(
     environ: dict[str, str], problem: str
 ) -> None:
     with pytest.raises(ConfigurationError) as raised:
-        load_settings(environ)
+        load_settings(environ, fleet=True)
     assert problem in str(raised.value)
     assert "hunter2" not in str(raised.value)
     assert "short" not in str(raised.value).replace("shorter", "")
 
 
-def test_without_a_redis_url_each_process_is_alone() -> None:
-    assert load_settings({"KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}).fleet is None
-    fleet = load_settings(
-        {"KNOCK_MCP_REDIS_URL": "redis://cache:6379/0", "KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}
-    ).fleet
+def test_without_a_redis_url_each_process_is_alone_and_over_stdio_always() -> None:
+    configured = {"KNOCK_MCP_REDIS_URL": "redis://cache:6379/0", "KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}
+    assert load_settings({"KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}, fleet=True).fleet is None
+    assert load_settings(configured).fleet is None
+    fleet = load_settings(configured, fleet=True).fleet
     assert fleet is not None
     assert fleet.requests_per_second == 100
 

@@ -74,7 +74,7 @@ def http_server(
     of its fleet (for /healthz). `caller_keys` is given with
     --auth knock-key, when each request brings its caller's key. Unlike stdio, a bad setting raises
     `ConfigurationError`: a deployment should fail at once, where its operator looks."""
-    settings = load_settings(environ)
+    settings = load_settings(environ, fleet=True)
     if caller_keys is not None:
         if settings.api_key is not None:
             logger.warning(

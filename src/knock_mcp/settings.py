@@ -61,8 +61,11 @@ class Settings:
     fleet: FleetSettings | None = None
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one."""
+def load_settings(environ: Mapping[str, str], *, fleet: bool = False) -> Settings:
+    """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one.
+
+    With `fleet` (serving HTTP, where replicas and workers may share through Redis), also the
+    `KNOCK_MCP_REDIS_URL` family; a stdio server is one process per client and never shares."""
     options = OptionReader(environ)
     settings = Settings(
         api_key=options.read("KNOCK_API_KEY", _parse_api_key, None),
@@ -73,7 +76,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         call_deadline=options.read(
             "KNOCK_MCP_CALL_DEADLINE", seconds_between(1, 3600), DEFAULT_CALL_DEADLINE
         ),
-        fleet=_fleet_settings(options),
+        fleet=_fleet_settings(options) if fleet else None,
     )
     options.check()
     return settings
