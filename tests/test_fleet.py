@@ -6,6 +6,8 @@ dependency, and values in Redis that are signed and checked."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import sys
@@ -20,13 +22,15 @@ import anyio
 import httpx2
 import pytest
 from mcp.types import CallToolResult
+from pydantic import SecretStr
 
 from conftest import SECRET, eventually, load_fixture
 from fake_knock import Advancing, FakeKnock, Payload, Reply
 from http_server import HttpServer
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.models import BulkOperation
-from knock_mcp.settings import load_settings
+from knock_mcp.redis_fleet import RedisFleet
+from knock_mcp.settings import FleetSettings, load_settings
 from knock_mcp.tracker import FinalOperationCache
 from redis_server import INSTALL_HINT, RedisServer
 from test_http import TENANT_A, TENANT_B, client_for, knock_env
@@ -484,3 +488,23 @@ def test_a_final_operation_from_the_fleet_expires_here_when_it_does_in_redis() -
     assert cache.get(address) is not None
     now[0] += 2
     assert cache.get(address) is None
+
+
+async def test_while_redis_is_away_a_process_keeps_to_its_share_of_the_fleet_budget(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = FleetSettings(SecretStr(redis_server.url), SecretStr(FLEET_SECRET), requests_per_second=30)
+    namespace = hmac.new(FLEET_SECRET.encode(), b"knock-mcp fleet", hashlib.sha256).hexdigest()[:16]
+    async with RedisFleet(settings) as fleet:
+        with redis_server.client() as redis_client:  # two more processes of the fleet beat their hearts
+            redis_client.zadd(
+                f"knock-mcp:{namespace}:processes", {"other-1": time.time(), "other-2": time.time()}
+            )
+        await eventually(lambda: fleet.health()["processes"] == 3)
+        redis_server.stop()
+        waits = [await fleet.before_attempt(SECRET) for _ in range(4)]
+        assert fleet.health()["sharing"] is False
+    # 30 requests/s for the fleet, a third of it here: one every 0.1 s.
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=0.03)
+    outages = [record for record in caplog.records if "is not answering" in record.getMessage()]
+    assert len(outages) == 1
