@@ -1,9 +1,9 @@
 """Knock requests per answered question for one replica and three, with and without Redis, in one run.
 
-    python benchmarks/bench_fleet.py
+    python -m benchmarks.bench_fleet      (from the repository's root)
 
 Each setting runs real `knock-mcp --transport http` processes (and, with Redis, a real
-`redis-server` on loopback, as the fleet tests do) against the fake Knock from tests/fake_knock.py,
+`redis-server` on loopback, as the fleet tests do) against the fake Knock from tests/support/fake_knock.py,
 and asks two questions, spread evenly over the replicas:
 
 - "Tell me when it is done": 30 concurrent `wait_for_bulk_operation` calls on one operation that
@@ -17,7 +17,6 @@ The report is printed whether or not the target is met (exit status 0); an error
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -29,12 +28,9 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-REPO = Path(__file__).resolve().parent.parent
-# tests/ is not an installed package; the fake Knock and the process helpers are shared, not copied.
-sys.path.insert(0, str(REPO / "tests"))
-from fake_knock import Advancing, FakeKnock, Payload  # noqa: E402
-from http_server import HttpServer  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
+from tests.support.fake_knock import Advancing, FakeKnock, Payload
+from tests.support.http_server import HttpServer
+from tests.support.redis_server import RedisServer
 
 API_KEY = "sk_bench_fleet_000000000000000"
 FLEET_SECRET = "bench-fleet-secret-0123456789abcdef"

@@ -558,6 +558,9 @@ class RedisFleet:
         try:
             with anyio.fail_after(REDIS_CALL_DEADLINE):
                 await self._client.set(self._prefix + "probe", self._token, px=_ms(PROCESS_SECONDS))
+            # Connections pooled before the outage may lead to a Redis that is gone (a restart):
+            # start afresh rather than meet each of them failing once.
+            await self._client.connection_pool.disconnect()
         except (RedisError, OSError, TimeoutError):
             return
         self._end_outage()

@@ -17,13 +17,15 @@ from typing import IO
 
 import redis
 
-from http_server import free_port
+from tests.support.http_server import free_port
 
 INSTALL_HINT = (
     "redis-server is not installed, and the fleet tests need a real one: install it with "
     "`apt-get install -y redis-server` (Debian/Ubuntu; .ci/run does this) or `brew install redis`."
 )
 STARTUP_TIMEOUT = 15.0
+# What every process of a test fleet is given as KNOCK_MCP_FLEET_SECRET.
+FLEET_SECRET = "fleet-secret-for-tests-0123456789abcdef"
 
 
 class RedisServer:

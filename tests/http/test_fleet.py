@@ -6,8 +6,6 @@ dependency, and values in Redis that are signed and checked."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import sys
@@ -22,34 +20,18 @@ import anyio
 import httpx2
 import pytest
 from mcp.types import CallToolResult
-from pydantic import SecretStr
 
-from conftest import SECRET, eventually, load_fixture
-from fake_knock import Advancing, FakeKnock, Payload, Reply
-from http_server import HttpServer
-from knock_mcp.errors import ConfigurationError
-from knock_mcp.models import BulkOperation
-from knock_mcp.redis_fleet import RedisFleet
-from knock_mcp.settings import FleetSettings, load_settings
-from knock_mcp.tracker import FinalOperationCache
-from redis_server import INSTALL_HINT, RedisServer
-from test_http import TENANT_A, TENANT_B, client_for, knock_env
-from test_waiting import outcome, stages
+from tests.support.fake_knock import Advancing, FakeKnock, Payload, Reply
+from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.keys import SECRET, TENANT_A, TENANT_B
+from tests.support.payloads import load_fixture, stages
+from tests.support.polling import eventually
+from tests.support.redis_server import FLEET_SECRET, RedisServer
+from tests.support.results import outcome
 
 pytestmark = pytest.mark.anyio
 
-FLEET_SECRET = "fleet-secret-for-tests-0123456789abcdef"
 COMPLETED = load_fixture("completed")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path)
-    except RuntimeError:
-        pytest.fail(INSTALL_HINT)
-    with server:
-        yield server
 
 
 def fleet_env(fake_knock: FakeKnock, redis_server: RedisServer, **extra: str) -> dict[str, str]:
@@ -118,6 +100,8 @@ async def wait_on_each(
     return statuses
 
 
+# Counts requests or bounds how long things take: one at a time, not beside other tests.
+@pytest.mark.serial
 async def test_thirty_waiters_over_three_replicas_cost_knock_what_one_replica_does(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -226,6 +210,8 @@ async def test_a_listener_hears_what_another_replica_polls_and_only_for_its_own_
     assert close_pairs <= 1, asked_by_a
 
 
+# Counts requests or bounds how long things take: one at a time, not beside other tests.
+@pytest.mark.serial
 async def test_waiters_get_the_final_state_when_the_polling_replica_is_killed(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -260,6 +246,8 @@ async def test_waiters_get_the_final_state_when_the_polling_replica_is_killed(
     assert after[0] - killed_at < 4.0
 
 
+# Counts requests or bounds how long things take: one at a time, not beside other tests.
+@pytest.mark.serial
 async def test_calls_are_answered_while_redis_is_away_and_sharing_resumes_when_it_is_back(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -317,6 +305,8 @@ async def test_calls_are_answered_while_redis_is_away_and_sharing_resumes_when_i
         assert "Traceback" not in log
 
 
+# Counts requests or bounds how long things take: one at a time, not beside other tests.
+@pytest.mark.serial
 async def test_the_fleet_keeps_to_one_budget_per_key_and_honours_one_retry_after(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -436,75 +426,3 @@ assert not loaded, loaded
 """
     completed = await anyio.run_process([sys.executable, "-c", script], check=False)
     assert completed.returncode == 0, completed.stderr.decode()
-
-
-@pytest.mark.parametrize(
-    ("environ", "problem"),
-    [
-        ({"KNOCK_MCP_REDIS_URL": "redis://:hunter2@cache:6379/0"}, "KNOCK_MCP_FLEET_SECRET must be set"),
-        (
-            {"KNOCK_MCP_REDIS_URL": "redis://cache:6379/0", "KNOCK_MCP_FLEET_SECRET": "short"},
-            "at least 32 characters",
-        ),
-        (
-            {"KNOCK_MCP_REDIS_URL": "http://:hunter2@cache:6379", "KNOCK_MCP_FLEET_SECRET": FLEET_SECRET},
-            "KNOCK_MCP_REDIS_URL must start with redis://",
-        ),
-        (
-            {
-                "KNOCK_MCP_REDIS_URL": "rediss://cache:6379/0",
-                "KNOCK_MCP_FLEET_SECRET": FLEET_SECRET,
-                "KNOCK_MCP_REQUESTS_PER_SECOND": "0",
-            },
-            "KNOCK_MCP_REQUESTS_PER_SECOND must be a number of requests per second from 1",
-        ),
-    ],
-)
-def test_a_fleet_setting_that_cannot_work_is_named_without_its_secrets(
-    environ: dict[str, str], problem: str
-) -> None:
-    with pytest.raises(ConfigurationError) as raised:
-        load_settings(environ, fleet=True)
-    assert problem in str(raised.value)
-    assert "hunter2" not in str(raised.value)
-    assert "short" not in str(raised.value).replace("shorter", "")
-
-
-def test_without_a_redis_url_each_process_is_alone_and_over_stdio_always() -> None:
-    configured = {"KNOCK_MCP_REDIS_URL": "redis://cache:6379/0", "KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}
-    assert load_settings({"KNOCK_MCP_FLEET_SECRET": FLEET_SECRET}, fleet=True).fleet is None
-    assert load_settings(configured).fleet is None
-    fleet = load_settings(configured, fleet=True).fleet
-    assert fleet is not None
-    assert fleet.requests_per_second == 100
-
-
-def test_a_final_operation_from_the_fleet_expires_here_when_it_does_in_redis() -> None:
-    now = [1000.0]
-    cache = FinalOperationCache(max_age=600, clock=lambda: now[0])
-    address = (b"fingerprint", COMPLETED["id"])
-    cache.put(address, BulkOperation.model_validate(COMPLETED), age=590)
-    now[0] += 9
-    assert cache.get(address) is not None
-    now[0] += 2
-    assert cache.get(address) is None
-
-
-async def test_while_redis_is_away_a_process_keeps_to_its_share_of_the_fleet_budget(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    settings = FleetSettings(SecretStr(redis_server.url), SecretStr(FLEET_SECRET), requests_per_second=30)
-    namespace = hmac.new(FLEET_SECRET.encode(), b"knock-mcp fleet", hashlib.sha256).hexdigest()[:16]
-    async with RedisFleet(settings) as fleet:
-        with redis_server.client() as redis_client:  # two more processes of the fleet beat their hearts
-            redis_client.zadd(
-                f"knock-mcp:{namespace}:processes", {"other-1": time.time(), "other-2": time.time()}
-            )
-        await eventually(lambda: fleet.health()["processes"] == 3)
-        redis_server.stop()
-        waits = [await fleet.before_attempt(SECRET) for _ in range(4)]
-        assert fleet.health()["sharing"] is False
-    # 30 requests/s for the fleet, a third of it here: one every 0.1 s.
-    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=0.03)
-    outages = [record for record in caplog.records if "is not answering" in record.getMessage()]
-    assert len(outages) == 1
