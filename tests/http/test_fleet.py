@@ -29,7 +29,10 @@ from tests.support.polling import eventually
 from tests.support.redis_server import FLEET_SECRET, RedisServer
 from tests.support.results import outcome
 
-pytestmark = pytest.mark.anyio
+# Each test runs two or three servers and a Redis, counts Knock's requests and some bound how long
+# things take: one at a time (the `serial` group), neither beside each other nor beside other
+# time-bound tests.
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 COMPLETED = load_fixture("completed")
 
@@ -100,8 +103,6 @@ async def wait_on_each(
     return statuses
 
 
-# Counts requests or bounds how long things take: one at a time, not beside other tests.
-@pytest.mark.serial
 async def test_thirty_waiters_over_three_replicas_cost_knock_what_one_replica_does(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -210,8 +211,6 @@ async def test_a_listener_hears_what_another_replica_polls_and_only_for_its_own_
     assert close_pairs <= 1, asked_by_a
 
 
-# Counts requests or bounds how long things take: one at a time, not beside other tests.
-@pytest.mark.serial
 async def test_waiters_get_the_final_state_when_the_polling_replica_is_killed(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -246,8 +245,6 @@ async def test_waiters_get_the_final_state_when_the_polling_replica_is_killed(
     assert after[0] - killed_at < 4.0
 
 
-# Counts requests or bounds how long things take: one at a time, not beside other tests.
-@pytest.mark.serial
 async def test_calls_are_answered_while_redis_is_away_and_sharing_resumes_when_it_is_back(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -304,8 +301,6 @@ async def test_calls_are_answered_while_redis_is_away_and_sharing_resumes_when_i
         assert "Traceback" not in log
 
 
-# Counts requests or bounds how long things take: one at a time, not beside other tests.
-@pytest.mark.serial
 async def test_the_fleet_keeps_to_one_budget_per_key_and_honours_one_retry_after(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
