@@ -4,6 +4,7 @@ Helpers they share are in tests/support/."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck
@@ -14,6 +15,7 @@ from knock_mcp.settings import Settings
 from tests.support.fake_knock import FakeKnock
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
+from tests.support.redis_server import INSTALL_HINT, RedisServer
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -41,6 +43,17 @@ def fake_knock() -> Iterator[FakeKnock]:
             payload = load_fixture(name)
             knock.operations[payload["id"]] = payload
         yield knock
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own; the test fails, naming the install command, without one."""
+    try:
+        server = RedisServer(tmp_path)
+    except RuntimeError:
+        pytest.fail(INSTALL_HINT)
+    with server:
+        yield server
 
 
 @pytest.fixture

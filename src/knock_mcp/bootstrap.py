@@ -17,8 +17,9 @@ from pydantic import SecretStr
 
 from knock_mcp.demo import DEMO_BASE_URL, DemoKnock, demo_error_text, demo_instructions
 from knock_mcp.errors import ConfigurationError
+from knock_mcp.fleet import Fleet
 from knock_mcp.logs import LogLevel, configure_logging
-from knock_mcp.server import create_server
+from knock_mcp.server import build_fleet, create_server
 from knock_mcp.settings import Settings, load_settings
 from knock_mcp.state import KeySource, ServerState
 
@@ -69,11 +70,12 @@ def local_server(environ: Mapping[str, str], log_level: LogLevel, *, serving: bo
 
 def http_server(
     environ: Mapping[str, str], log_level: LogLevel, caller_keys: KeySource | None
-) -> tuple[MCPServer[ServerState], bool]:
-    """The server for HTTP, and whether it holds a Knock key of its own. `caller_keys` is given with
+) -> tuple[MCPServer[ServerState], bool, Fleet]:
+    """The server for HTTP, whether it holds a Knock key of its own, and what it shares with the rest
+    of its fleet (for /healthz). `caller_keys` is given with
     --auth knock-key, when each request brings its caller's key. Unlike stdio, a bad setting raises
     `ConfigurationError`: a deployment should fail at once, where its operator looks."""
-    settings = load_settings(environ)
+    settings = load_settings(environ, fleet=True)
     if caller_keys is not None:
         if settings.api_key is not None:
             logger.warning(
@@ -83,8 +85,9 @@ def http_server(
         settings = replace(settings, api_key=None)
     elif settings.api_key is None:
         _warn_missing_key("Use --auth knock-key to have each caller send their own key, or --demo to try it.")
-    server = create_server(settings, api_key=caller_keys, log_level=log_level)
-    return server, settings.api_key is not None
+    fleet = build_fleet(settings.fleet)
+    server = create_server(settings, api_key=caller_keys, log_level=log_level, fleet=fleet)
+    return server, settings.api_key is not None, fleet
 
 
 def _warn_missing_key(alternatives: str) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import anyio
 import httpx2
@@ -123,6 +123,18 @@ def build_http_client(
     )
 
 
+class AttemptGate(Protocol):
+    """Paces every attempt to Knock against a budget shared beyond this client (a fleet's, through
+    Redis), and shares the holds-off Knock asks for with `Retry-After`. Attempts are what Knock
+    counts, so retries pass through the gate as first attempts do."""
+
+    async def before_attempt(self, secret: str) -> float:
+        """Reserve a turn for one request with this key; seconds until that turn comes."""
+
+    async def held_off(self, secret: str, seconds: float) -> None:
+        """Knock asked this key to hold off for `seconds`: no request with it before then."""
+
+
 @dataclass(frozen=True)
 class KnockNotice:
     """What a person at the client would want to know while a read is slow: that it is retried
@@ -178,11 +190,13 @@ class KnockClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         report: Report | None = None,
+        gate: AttemptGate | None = None,
     ) -> None:
         """`report` hears of each retry and each call that gives up on Knock (the server tells the
         person at the client)."""
         self._http = http
         self._report = report
+        self._gate = gate
         self._settings = settings
         self._policy = policy or RetryPolicy.from_settings(settings)
         self._jitter = jitter
@@ -202,8 +216,11 @@ class KnockClient:
         while True:
             attempt += 1
             try:
+                await self._wait_for_turn(request, attempt, deadline)
                 return await self._attempt(request, deadline)
             except _TransientFailure as failure:
+                if self._gate is not None and failure.retry_after is not None:
+                    await self._gate.held_off(request.secret, failure.retry_after)
                 remaining = deadline - self._clock()
                 wait = failure.retry_after
                 if wait is None:
@@ -232,6 +249,21 @@ class KnockClient:
     async def _tell(self, key: SecretStr, operation_id: str, text: str, *, gave_up: bool) -> None:
         if self._report is not None:
             await self._report(KnockNotice(operation_id, key, text, gave_up))
+
+    async def _wait_for_turn(self, request: _Request, attempt: int, deadline: float) -> None:
+        """Wait for the gate's turn; a turn after the deadline ends the call as Knock's 429 would."""
+        if self._gate is None:
+            return
+        wait = await self._gate.before_attempt(request.secret)
+        if wait <= 0:
+            return
+        if wait >= deadline - self._clock():
+            # The wait is a Retry-After that Knock gave this key (here or in another process of the
+            # fleet), or a budget spent for longer than the call may last: either way, a 429.
+            error = RateLimited(max(1, attempt - 1), wait, self._wall_clock())
+            await self._tell(SecretStr(request.secret), request.operation_id, str(error), gave_up=True)
+            raise error
+        await anyio.sleep(wait)
 
     async def _attempt(self, request: _Request, deadline: float) -> BulkOperation:
         operation_id, secret = request.operation_id, request.secret

@@ -28,12 +28,13 @@ from knock_mcp.argument_check import ArgumentCheck
 from knock_mcp.client_log import ClientLog
 from knock_mcp.completions import serve_completions
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
+from knock_mcp.fleet import Fleet, LocalFleet
 from knock_mcp.knock_client import KnockClient, Report, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.logs import LogLevel
 from knock_mcp.models import BulkOperation, ErrorItems
 from knock_mcp.resubmission import resubmission_prompt
-from knock_mcp.settings import Settings
+from knock_mcp.settings import FleetSettings, Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
 from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
@@ -131,16 +132,19 @@ def create_server(
     poll_policy: PollPolicy | None = None,
     cache_final_operations: bool = True,
     error_text: Callable[[KnockMcpError], str] = str,
+    fleet: Fleet | None = None,
 ) -> MCPServer[ServerState]:
     """Build the server. `transport` replaces the network (the demo and tests use it); `api_key`
     says where each request's Knock key comes from (default: the configured KNOCK_API_KEY);
     `poll_policy` sets how waits poll (tests make it quick). `cache_final_operations=False` is for
     the demo, whose live operation starts over every few minutes, as no real operation does;
-    `error_text` words an error for the caller (the demo speaks of its own ids, not of keys)."""
+    `error_text` words an error for the caller (the demo speaks of its own ids, not of keys).
+    `fleet` is what this process shares with others (default: as KNOCK_MCP_REDIS_URL says)."""
+    sharing = fleet if fleet is not None else _configured_fleet(config)
 
     def tracker(fetch: Fetch) -> OperationTracker:
         cache = FinalOperationCache() if cache_final_operations else FinalOperationCache(max_entries=0)
-        return OperationTracker(fetch, policy=poll_policy, cache=cache)
+        return OperationTracker(fetch, policy=poll_policy, cache=cache, fleet=sharing)
 
     client_log = ClientLog()
     server: MCPServer[ServerState] = MCPServer(
@@ -158,6 +162,7 @@ def create_server(
             now,
             report=client_log.publish,
             error_text=error_text,
+            fleet=sharing,
         ),
         log_level=log_level,
         subscriptions=ListenStreamBus(),
@@ -196,6 +201,20 @@ def create_server(
     return server
 
 
+def build_fleet(settings: FleetSettings | None) -> Fleet:
+    """The fleet `settings` describe: Redis-backed sharing, or this process alone."""
+    if settings is None:
+        return LocalFleet()
+    # Imported here so that a process without KNOCK_MCP_REDIS_URL never loads the Redis client.
+    from knock_mcp.redis_fleet import RedisFleet  # noqa: PLC0415
+
+    return RedisFleet(settings)
+
+
+def _configured_fleet(config: Settings | ConfigurationError) -> Fleet:
+    return build_fleet(config.fleet) if isinstance(config, Settings) else LocalFleet()
+
+
 def _lifespan(
     config: Settings | ConfigurationError,
     transport: httpx2.AsyncBaseTransport | None,
@@ -205,10 +224,11 @@ def _lifespan(
     *,
     report: Report,
     error_text: Callable[[KnockMcpError], str],
+    fleet: Fleet,
 ) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
-    """One HTTP client and one tracker for the server's life; with a configuration error, a tracker
-    whose every read reports it, so each call explains what to fix. `report` hears of the Knock
-    client's retries and give-ups (for the clients' log messages)."""
+    """One HTTP client, one tracker and one place in the fleet for the server's life; with a
+    configuration error, a tracker whose every read reports it, so each call explains what to fix.
+    `report` hears of the Knock client's retries and give-ups (for the clients' log messages)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
@@ -221,8 +241,9 @@ def _lifespan(
                 yield ServerState(tracker=refusing, api_key=key_source, now=now)
             return
         async with (
+            fleet,
             build_http_client(config, transport) as http,
-            tracker(KnockClient(http, config, report=report).get_bulk_operation) as reading,
+            tracker(KnockClient(http, config, report=report, gate=fleet.gate).get_bulk_operation) as reading,
         ):
             deadline = config.call_deadline
             yield ServerState(

@@ -7,6 +7,7 @@ set the key.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,8 +26,25 @@ DEFAULT_MAX_RETRIES = 2
 # Chat clients commonly abandon a tool call after about 60 s; ending ours by 50 s leaves room for
 # the answer to travel back and be read.
 DEFAULT_CALL_DEADLINE = 50.0
+# Half of what Knock allows on GET /v1/bulk_operations/{id} (rate-limit tier 4: 200 requests/second
+# per environment), leaving the rest to the application that owns the key.
+DEFAULT_REQUESTS_PER_SECOND = 100
+# The fleet secret keys an HMAC: shorter secrets are guessable enough to turn fingerprints back into keys.
+MIN_FLEET_SECRET_CHARS = 32
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 _LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """Where the fleet of knock-mcp processes shares its cache, poll loops and request budget.
+
+    The URL may carry Redis's password, so both it and the secret are kept out of every log."""
+
+    redis_url: SecretStr
+    secret: SecretStr
+    requests_per_second: int = DEFAULT_REQUESTS_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -39,10 +57,15 @@ class Settings:
     attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     call_deadline: float = DEFAULT_CALL_DEADLINE
+    # None: every process works alone, as without Redis.
+    fleet: FleetSettings | None = None
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one."""
+def load_settings(environ: Mapping[str, str], *, fleet: bool = False) -> Settings:
+    """Read `KNOCK_*` variables; raise `ConfigurationError` naming every unusable one.
+
+    With `fleet` (serving HTTP, where replicas and workers may share through Redis), also the
+    `KNOCK_MCP_REDIS_URL` family; a stdio server is one process per client and never shares."""
     options = OptionReader(environ)
     settings = Settings(
         api_key=options.read("KNOCK_API_KEY", _parse_api_key, None),
@@ -53,9 +76,55 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         call_deadline=options.read(
             "KNOCK_MCP_CALL_DEADLINE", seconds_between(1, 3600), DEFAULT_CALL_DEADLINE
         ),
+        fleet=_fleet_settings(options) if fleet else None,
     )
     options.check()
     return settings
+
+
+def _fleet_settings(options: OptionReader) -> FleetSettings | None:
+    redis_url = options.read("KNOCK_MCP_REDIS_URL", _parse_redis_url, None)
+    if redis_url is None:
+        return None
+    if importlib.util.find_spec("redis") is None:
+        options.problems.append(
+            "KNOCK_MCP_REDIS_URL is set, but the Redis client is not installed: install knock-mcp with "
+            "pip install 'knock-mcp[redis]' (or unset KNOCK_MCP_REDIS_URL to run each process alone)"
+        )
+    problems_before = len(options.problems)
+    secret = options.read("KNOCK_MCP_FLEET_SECRET", _parse_fleet_secret, None)
+    if secret is None:
+        if len(options.problems) > problems_before:
+            return None  # too short: already said
+        options.problems.append(
+            f"KNOCK_MCP_FLEET_SECRET must be set, to at least {MIN_FLEET_SECRET_CHARS} characters, when "
+            "KNOCK_MCP_REDIS_URL is set"
+        )
+        return None
+    budget = options.read(
+        "KNOCK_MCP_REQUESTS_PER_SECOND",
+        whole_number_between(1, 10_000, kind="a number of requests per second"),
+        DEFAULT_REQUESTS_PER_SECOND,
+    )
+    return FleetSettings(redis_url, secret, budget)
+
+
+def _parse_redis_url(raw: str) -> SecretStr:
+    scheme = raw.partition("://")[0]
+    if scheme not in REDIS_URL_SCHEMES:
+        # The URL may hold a password: name its scheme only.
+        raise ValueError(f"must start with redis://, rediss:// (TLS) or unix://, not {scheme!r}")
+    return SecretStr(raw)
+
+
+def _parse_fleet_secret(raw: str) -> SecretStr:
+    if len(raw) < MIN_FLEET_SECRET_CHARS:
+        # Never echo the secret, not even a short one.
+        raise ValueError(
+            f"must be at least {MIN_FLEET_SECRET_CHARS} characters, and the same in every process of "
+            "the fleet (for example the output of `openssl rand -hex 32`)"
+        )
+    return SecretStr(raw)
 
 
 def _parse_api_key(raw: str) -> SecretStr:

@@ -3,9 +3,13 @@ poll loop per operation however many callers wait on it or listen to it.
 
 Everything is keyed by an *address*: a fingerprint of the Knock key and the operation id. Callers
 with different keys never share a request, a loop or an answer, because Knock answers each key from
-its own environment. The fingerprint is an HMAC of the key under a random per-process salt, so the
-dicts here never hold a key, and the fingerprint means nothing outside this process. A loop keeps
-the key itself only while someone still waits or listens, to make its requests.
+its own environment. The fingerprint is an HMAC of the key (see `knock_mcp.fleet`), so the dicts
+here never hold a key. A loop keeps the key itself only while someone still waits or listens, to
+make its requests.
+
+A `Fleet` extends all of this beyond the process (see `knock_mcp.fleet`): by default the process is
+on its own; with Redis, reads consult what the fleet last heard, one process polls each operation
+for everyone and the others hear its answers.
 
 - A final operation (completed or failed) never changes, so it is cached, bounded by count and by
   an estimate of its memory; a repeat question costs no Knock call.
@@ -22,11 +26,8 @@ Nothing here imports `mcp`: progress and live updates leave through plain callab
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,14 +40,13 @@ from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
 from knock_mcp.errors import KnockUnavailable, RateLimited
+from knock_mcp.fleet import Address, Fleet, LocalFleet, SharedAnswer
 from knock_mcp.models import BulkOperation, parse_operation_id
 
 logger = logging.getLogger(__name__)
 
 Fetch = Callable[[str, SecretStr | None], Awaitable[BulkOperation]]
 """Reads one operation from Knock with a key: `KnockClient.get_bulk_operation` or a stand-in."""
-Address = tuple[bytes, str]
-"""(fingerprint of the key, canonical operation id)."""
 
 # Knock's GET /v1/bulk_operations/{id} is rate-limit tier 4: 200 requests/second per environment.
 # Poll loops of one key together stay at half of that, leaving the rest to the application that
@@ -124,14 +124,16 @@ class FinalOperationCache:
         self._entries.move_to_end(address)
         return operation
 
-    def put(self, address: Address, operation: BulkOperation) -> None:
+    def put(self, address: Address, operation: BulkOperation, age: float = 0.0) -> None:
+        """Keep `operation`, cached elsewhere `age` seconds ago (by another process of the fleet): it
+        expires when that first copy does."""
         if address in self._entries:
             return
         size = estimated_memory(operation)
         if size > self.max_bytes:
             logger.info("Operation %s is too large to cache (about %d MB)", operation.id, size // 1_000_000)
             return
-        self._entries[address] = (operation, size, self._clock())
+        self._entries[address] = (operation, size, self._clock() - age)
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             _, (_, evicted_size, _) = self._entries.popitem(last=False)
@@ -225,6 +227,10 @@ class _Entry:
         self.updated.set()
         self.updated = anyio.Event()
 
+    def reschedule_soon(self) -> None:
+        """Wake the poll loop to work out its schedule again (a new deadline)."""
+        self.reschedule.set()
+
 
 @dataclass(eq=False)
 class _Follower:
@@ -270,12 +276,13 @@ class OperationTracker:
         policy: PollPolicy | None = None,
         cache: FinalOperationCache | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fleet: Fleet | None = None,
     ) -> None:
         self._fetch = fetch
         self.policy = policy if policy is not None else PollPolicy()
         self.cache = cache if cache is not None else FinalOperationCache()
         self._clock = clock
-        self._salt = os.urandom(32)
+        self._fleet: Fleet = fleet if fleet is not None else LocalFleet()
         self._recent = RecentIds()
         self._entries: dict[Address, _Entry] = {}
         self._next_slot: dict[bytes, float] = {}
@@ -339,6 +346,7 @@ class OperationTracker:
         entry = self._entry(address, key)
         entry.waiters += 1
         entry.deadlines.append(deadline)
+        shared_deadline = self._fleet.add_deadline(address, seconds)
         entry.reschedule.set()
         self._ensure_loop(entry)
         try:
@@ -360,6 +368,7 @@ class OperationTracker:
         finally:
             entry.waiters -= 1
             entry.deadlines.remove(deadline)
+            self._fleet.remove_deadline(address, shared_deadline)
             self._stop_loop_if_unwanted(entry)
             self._forget_if_idle(entry)
 
@@ -409,9 +418,8 @@ class OperationTracker:
         return self._recent.for_fingerprint(self.fingerprint(key))
 
     def fingerprint(self, key: SecretStr | None) -> bytes:
-        """The key's HMAC under this process's salt: what the tables here hold instead of the key."""
-        secret = b"" if key is None else key.get_secret_value().encode()
-        return hmac.new(self._salt, secret, hashlib.sha256).digest()
+        """The key's HMAC (see `knock_mcp.fleet`): what the tables here hold instead of the key."""
+        return self._fleet.fingerprint(key)
 
     def _entry(self, address: Address, key: SecretStr | None) -> _Entry:
         entry = self._entries.get(address)
@@ -466,26 +474,31 @@ class OperationTracker:
         try:
             with shared.scope:
                 try:
-                    operation = await self._fetch(entry.operation_id, entry.key)
+                    answer = await self._fleet.read(
+                        entry.address,
+                        lambda: self._fetch(entry.operation_id, entry.key),
+                        self.policy.fresh_for,
+                    )
                 except Exception as error:
                     shared.error = error
                 else:
-                    shared.result = operation
-                    self._record(entry, operation)
+                    shared.result = answer.operation
+                    self._record(entry, answer)
         finally:
             if entry.in_flight is shared:
                 entry.in_flight = None
             shared.done.set()
             self._forget_if_idle(entry)
 
-    def _record(self, entry: _Entry, operation: BulkOperation) -> None:
+    def _record(self, entry: _Entry, answer: SharedAnswer) -> None:
+        operation = answer.operation
         previous = entry.latest
-        entry.latest = _Snapshot(operation, self._clock())
+        entry.latest = _Snapshot(operation, self._clock() - answer.age)
         entry.failure = None
         entry.hold_until = -math.inf
         self._recent.note(entry.address)
         if operation.status.is_final:
-            self.cache.put(entry.address, operation)
+            self.cache.put(entry.address, operation, age=answer.cached_for)
         if previous is not None and previous.operation != operation:
             for on_change in list(entry.listeners.values()):
                 try:
@@ -494,6 +507,13 @@ class OperationTracker:
                     # One listener's failure must not end the loop the others (and waiters) share.
                     logger.exception("Could not deliver a live update for %s", entry.operation_id)
         entry.wake()
+
+    def _hear(self, entry: _Entry, answer: SharedAnswer) -> None:
+        """An answer another process of the fleet had from Knock; one older than ours is dropped."""
+        latest = entry.latest
+        if latest is not None and answer.operation.updated_at < latest.operation.updated_at:
+            return
+        self._record(entry, answer)
 
     def _ensure_loop(self, entry: _Entry) -> None:
         if entry.loop is None:
@@ -507,11 +527,16 @@ class OperationTracker:
             entry.loop = None
 
     async def _poll(self, entry: _Entry, scope: anyio.CancelScope) -> None:
-        """Ask Knock on the policy's schedule until the operation is final or nobody is interested."""
-        started = self._clock()
+        """Ask Knock on the policy's schedule until the operation is final or nobody is interested.
+
+        In a fleet, only the process holding the operation's lease asks; the others hear its answers
+        and take over if it stops."""
         fingerprint = entry.address[0]
+        self._fleet.follow(entry.address, lambda answer: self._hear(entry, answer), entry.reschedule_soon)
         try:
             with scope:
+                # The fleet's loop may have run for a while: its schedule goes on from there.
+                started = self._clock() - await self._fleet.join_loop(entry.address)
                 while entry.interested:
                     wait = self._due(entry, started) - self._clock()
                     if wait > 0:
@@ -519,6 +544,13 @@ class OperationTracker:
                         # Woken early when a new waiter brings an earlier deadline.
                         with anyio.move_on_after(wait):
                             await entry.reschedule.wait()
+                        continue
+                    if not await self._fleet.lead(entry.address):
+                        # Another process polls and shares its answers: check now and then that it still does.
+                        with anyio.move_on_after(self._fleet.lease_check_interval):
+                            await entry.updated.wait()
+                        if entry.latest is not None and entry.latest.operation.status.is_final:
+                            return
                         continue
                     await self._pace(fingerprint)
                     try:
@@ -542,6 +574,8 @@ class OperationTracker:
                     if snapshot.operation.status.is_final:
                         return
         finally:
+            self._fleet.unfollow(entry.address)
+            self._fleet.release(entry.address)
             if entry.loop is scope:
                 entry.loop = None
             self._forget_if_idle(entry)
@@ -549,9 +583,11 @@ class OperationTracker:
     def _due(self, entry: _Entry, started: float) -> float:
         """When the loop should ask next: its interval after the last answer, earlier if a waiter's
         deadline would otherwise find that answer stale, never while Knock asked us to hold off."""
+        now = self._clock()
         last = entry.latest.fetched_at if entry.latest is not None else -math.inf
-        due = last + self.policy.interval(self._clock() - started)
-        for deadline in entry.deadlines:
+        due = last + self.policy.interval(now - started)
+        fleet_deadlines = [now + remaining for remaining in self._fleet.deadlines(entry.address)]
+        for deadline in [*entry.deadlines, *fleet_deadlines]:
             if last < deadline - self.policy.fresh_for:
                 due = min(due, deadline - self.policy.deadline_lead)
         return max(due, entry.hold_until, self._blocked_until.get(entry.address[0], -math.inf))

@@ -96,6 +96,7 @@ async def test_demo_over_http(tmp_path: Path) -> None:
         "version": "0.1.0",
         "demo": True,
         "demo_operation_ids": [operation.id for operation in DEMO_OPERATIONS],
+        "fleet": {"redis": "not configured", "sharing": False},
     }
 
 
@@ -113,6 +114,7 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
         "version": "0.1.0",
         "knock_key_configured": True,
         "knock_key_source": "server",
+        "fleet": {"sharing": False, "redis": "not configured"},
     }
     assert SECRET not in answer.text
     assert head.status_code == 200

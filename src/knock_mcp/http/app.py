@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from knock_mcp import __version__
 from knock_mcp.bootstrap import demo_server, http_server
 from knock_mcp.demo import demo_health
+from knock_mcp.fleet import Fleet, LocalFleet
 from knock_mcp.http.auth import Refusal, authenticator, bearer_token, caller_key
 from knock_mcp.http.config import HttpConfig
 from knock_mcp.http.drain import Drain, listen_closer
@@ -51,8 +52,8 @@ def build_app(config: HttpConfig, environ: Mapping[str, str]) -> KnockMcpApp:
     caller_keys = caller_key if config.auth == "knock-key" else None
     if config.demo:
         return KnockMcpApp(demo_server(config.log_level, caller_keys), config, knock_key_configured=True)
-    server, knock_key_configured = http_server(environ, config.log_level, caller_keys)
-    return KnockMcpApp(server, config, knock_key_configured=knock_key_configured)
+    server, knock_key_configured, fleet = http_server(environ, config.log_level, caller_keys)
+    return KnockMcpApp(server, config, knock_key_configured=knock_key_configured, fleet=fleet)
 
 
 class KnockMcpApp:
@@ -60,7 +61,12 @@ class KnockMcpApp:
     that runs the SDK's session manager and turns SIGTERM into a graceful drain."""
 
     def __init__(
-        self, server: MCPServer[ServerState], config: HttpConfig, *, knock_key_configured: bool
+        self,
+        server: MCPServer[ServerState],
+        config: HttpConfig,
+        *,
+        knock_key_configured: bool,
+        fleet: Fleet | None = None,
     ) -> None:
         # Built for its session manager, which serves /mcp below; its Starlette router is not used,
         # so that /healthz, the drain and authentication sit in front of it at no routing cost.
@@ -87,6 +93,7 @@ class KnockMcpApp:
                 "knock_key_source": "caller" if config.auth == "knock-key" else "server",
             }
         )
+        self._fleet: Fleet = fleet if fleet is not None else LocalFleet()
         # The SDK's SSE responses for 2025-11-25 calls (sse-starlette's EventSourceResponse) end
         # themselves as soon as uvicorn sees SIGTERM, cutting calls in flight. This app drains
         # instead, and ends what is left itself once its grace is over.
@@ -163,7 +170,9 @@ class KnockMcpApp:
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, {"error": "GET /healthz"}, [(b"allow", b"GET, HEAD")])
             return
-        body = {**self._health, "status": "draining"} if self._drain.started else self._health
+        body = {**self._health, "fleet": self._fleet.health()}
+        if self._drain.started:
+            body["status"] = "draining"
         # A draining replica answers 503 so that load balancers stop sending it new requests.
         await send_json(send, 503 if self._drain.started else 200, body, head=scope["method"] == "HEAD")
 
