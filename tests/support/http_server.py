@@ -48,9 +48,11 @@ class HttpServer:
         log_dir: Path,
         args: Sequence[str] = (),
         command: Callable[[int], Sequence[str]] | None = None,
+        port: int | None = None,
     ) -> None:
-        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`."""
-        self.port = free_port()
+        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`;
+        `port` is for a test that must name the server's URL before it starts (as an OAuth resource)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp_url = f"{self.url}/mcp"
         self._argv = (
