@@ -13,7 +13,7 @@
    and call again over HTTP (`--transport http --auth token`) with a bearer token, the way the
    README's remote snippets connect, and see a wrong token refused; and once more against
    `--auth oauth`, with an access token that a real authorization server (oidc-provider from
-   tests/oidc/, installed by `npm ci` in the scratch directory) issued by the
+   tests/support/oidc/, installed by `npm ci` in the scratch directory) issued by the
    client_credentials grant.
 5. Run the official MCP conformance suite (`@modelcontextprotocol/conformance`, pinned with its
    lock file in `.ci/conformance/`, installed with `npm ci`) against the installed
@@ -357,7 +357,7 @@ def _inspect_oauth(knock_mcp: Path, work: Path) -> None:
     provider_dir = work / "oidc"
     provider_dir.mkdir()
     for name in ("package.json", "package-lock.json", "provider.mjs"):
-        shutil.copy(ROOT / "tests" / "oidc" / name, provider_dir / name)
+        shutil.copy(ROOT / "tests" / "support" / "oidc" / name, provider_dir / name)
     env = _node_env(work)
     _run([NODE_BIN / "npm", "ci", "--no-audit", "--no-fund"], cwd=provider_dir, env=env)
     provider_port, server_port = _free_port(), _free_port()

@@ -1,13 +1,13 @@
 """What `--auth oauth` costs over `--auth token`: requests/s, latency and server CPU per call at 1, 10
 and 50 concurrent clients, the two measured in turn in one run; then the verifier alone.
 
-    python benchmarks/bench_http_oauth.py [--quick]
+    python -m benchmarks.bench_http_oauth [--quick]      (from the repository's root)
 
 Both are knock-mcp under `uvicorn --factory knock_mcp.http:create_app` with one worker, serving the
 same tools/call load as bench_http.py (one keep-alive connection per client, a Knock request per
 call, the fake Knock in a process of its own). The token server checks a shared token; the OAuth
-server verifies an ES256 JWT access token from a loopback issuer (tests/oauth_issuer.py, keys made
-for the run). Each client keeps its token, as a real client does until it expires, so after its
+server verifies an ES256 JWT access token from a loopback issuer (tests/support/oauth_issuer.py, keys
+made for the run). Each client keeps its token, as a real client does until it expires, so after its
 first call the server answers from its cache of verified tokens; the verifier figures below show
 what a token costs the first time (signature and claims) and after.
 """
@@ -18,7 +18,6 @@ import argparse
 import itertools
 import multiprocessing
 import os
-import sys
 import time
 from contextlib import AsyncExitStack, ExitStack
 from multiprocessing.connection import Connection
@@ -27,7 +26,7 @@ from pathlib import Path
 import anyio
 import httpx2
 
-from bench_http import (
+from benchmarks.bench_http import (
     CONCURRENCY,
     FULL,
     QUICK,
@@ -40,19 +39,16 @@ from bench_http import (
     run_clients,
     run_fake_knock,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-from http_server import HttpServer  # noqa: E402
-from knock_mcp.oauth.config import OAuthConfig  # noqa: E402
-from knock_mcp.oauth.verifier import JwtVerifier  # noqa: E402
-from oauth_issuer import RESOURCE, LoopbackIssuer  # noqa: E402
+from knock_mcp.oauth.config import OAuthConfig
+from knock_mcp.oauth.verifier import JwtVerifier
+from tests.support.http_server import HttpServer
+from tests.support.oauth_issuer import RESOURCE, LoopbackIssuer
 
 API_KEY = "sk_bench_0000000000000000"
 SHARED_TOKEN = "bench-shared-token-0123456789abcdefghij"
 MIN_THROUGHPUT_RATIO = 0.9
 SCOPE = "knock:read"
-APP = Server("knock-mcp", "knock_mcp.http:create_app", str(REPO / "src"))
+APP = Server("knock-mcp", "knock_mcp.http:create_app")
 MODES = ("token", "oauth")
 VERIFICATIONS = 2000
 

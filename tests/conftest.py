@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from knock_mcp.settings import Settings
 from tests.support.fake_knock import FakeKnock
 from tests.support.keys import SECRET
+from tests.support.oauth_issuer import LoopbackIssuer
 from tests.support.payloads import load_fixture
 
 
@@ -41,6 +42,13 @@ def fake_knock() -> Iterator[FakeKnock]:
             payload = load_fixture(name)
             knock.operations[payload["id"]] = payload
         yield knock
+
+
+@pytest.fixture
+def issuer() -> Iterator[LoopbackIssuer]:
+    """An OAuth authorization server's metadata and signing keys on loopback, for --auth oauth."""
+    with LoopbackIssuer() as running:
+        yield running
 
 
 @pytest.fixture

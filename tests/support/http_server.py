@@ -117,6 +117,26 @@ class HttpServer:
         return self._stderr_path.read_text()
 
 
+# A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.
+MODERN_HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/list",
+}
+TOOLS_LIST: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
+
+
 def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:
     """The environment of a server that asks `fake_knock` with the test key."""
     return {

@@ -7,41 +7,28 @@ flow against a real authorization server is in test_oauth_e2e.py.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from conftest import SECRET, load_fixture
-from fake_knock import FakeKnock
-from http_server import HttpServer
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.config import load_http_config
-from oauth_issuer import RESOURCE, LoopbackIssuer
-from test_http import TOOLS_LIST, client_for, knock_env, text
-from test_oauth import HOSTILE_NAMES, hostile_tokens, unsigned
+from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
+from tests.support.keys import SECRET
+from tests.support.oauth_issuer import HOSTILE_NAMES, RESOURCE, LoopbackIssuer, hostile_tokens, unsigned
+from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
 COMPLETED_ID = load_fixture("completed")["id"]
-MODERN_HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/json, text/event-stream",
-    "mcp-protocol-version": "2026-07-28",
-    "mcp-method": "tools/list",
-}
 METADATA_URL = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"
 # The refusal each hostile token meets over HTTP: status and the error code in WWW-Authenticate.
 EXPECTED = dict.fromkeys(HOSTILE_NAMES, (401, 'error="invalid_token"')) | {
     "missing scope": (403, 'error="insufficient_scope", error_description="The access token lacks'),
 }
-
-
-@pytest.fixture
-def issuer() -> Iterator[LoopbackIssuer]:
-    with LoopbackIssuer() as running:
-        yield running
 
 
 def oauth_env(fake_knock: FakeKnock, issuer: LoopbackIssuer) -> dict[str, str]:

@@ -20,14 +20,22 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from pydantic import AnyUrl
 
-from conftest import SECRET, eventually, load_fixture
-from fake_knock import FakeKnock
-from http_server import HttpServer, free_port
 from knock_mcp.oauth.verifier import KEY_REFETCH_INTERVAL_SECONDS
-from oauth_issuer import SigningKey
-from oidc_provider import OidcProvider, sign_in_headlessly
-from test_http import TOOLS_LIST, client_for, knock_env, text
-from test_http_oauth import MODERN_HEADERS
+from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import (
+    MODERN_HEADERS,
+    TOOLS_LIST,
+    HttpServer,
+    client_for,
+    free_port,
+    knock_env,
+)
+from tests.support.keys import SECRET
+from tests.support.oauth_issuer import SigningKey
+from tests.support.oidc_provider import OidcProvider, sign_in_headlessly
+from tests.support.payloads import load_fixture
+from tests.support.polling import eventually
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 

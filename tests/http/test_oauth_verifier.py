@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
-import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from knock_mcp.oauth.config import OAuthConfig, load_oauth_config
 from knock_mcp.oauth.metadata import (
@@ -30,7 +25,14 @@ from knock_mcp.oauth.verifier import (
     KeysUnavailable,
 )
 from knock_mcp.options import OptionReader
-from oauth_issuer import ISSUER_PATH, RESOURCE, LoopbackIssuer, SigningKey
+from tests.support.oauth_issuer import (
+    HOSTILE_NAMES,
+    ISSUER_PATH,
+    RESOURCE,
+    LoopbackIssuer,
+    SigningKey,
+    hostile_tokens,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -47,12 +49,6 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.monotonic += seconds
-
-
-@pytest.fixture
-def issuer() -> Iterator[LoopbackIssuer]:
-    with LoopbackIssuer() as running:
-        yield running
 
 
 @pytest.fixture
@@ -74,13 +70,6 @@ def make_verifier(issuer: LoopbackIssuer, clock: FakeClock, **changes: Any) -> J
     return JwtVerifier(
         make_config(issuer, **changes), clock=lambda: clock.now, monotonic=lambda: clock.monotonic
     )
-
-
-def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
-    def part(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    return ".".join((part(json.dumps(header).encode()), part(json.dumps(claims).encode()), part(signature)))
 
 
 async def test_a_good_token_names_its_caller_and_never_carries_the_token(
@@ -163,76 +152,6 @@ async def test_not_yet_valid_tokens_are_refused_beyond_the_skew(
     with pytest.raises(InvalidToken, match="not valid yet"):
         await verifier.verify(issuer.sign({"scope": "knock:read", "nbf": now + CLOCK_SKEW_SECONDS + 5}))
     await verifier.aclose()
-
-
-def hostile_tokens(issuer: LoopbackIssuer) -> dict[str, tuple[str, type[Exception], str]]:
-    """Each hostile token of the issue, with the refusal it must meet and a word of its description."""
-    now = int(time.time())
-    good_claims = {"iss": issuer.issuer, "aud": RESOURCE, "exp": now + 300, "scope": "knock:read"}
-    public_pem = issuer.key.private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    stranger = SigningKey("key-1")  # same kid as the issuer's, but nobody published it
-    return {
-        "alg none": (
-            unsigned({"alg": "none", "typ": "at+jwt", "kid": "key-1"}, good_claims),
-            InvalidToken,
-            "asymmetric",
-        ),
-        "HS256 with the public key as secret": (
-            unsigned(
-                {"alg": "HS256", "typ": "at+jwt", "kid": "key-1"},
-                good_claims,
-                hmac.new(public_pem, b"x", "sha256").digest(),
-            ),
-            InvalidToken,
-            "asymmetric",
-        ),
-        "wrong issuer": (
-            issuer.sign({"iss": "https://evil.example.com/"}),
-            InvalidToken,
-            "another authorization",
-        ),
-        "wrong audience": (issuer.sign({"aud": "https://other.example.com/mcp"}), InvalidToken, "audience"),
-        "expired": (issuer.sign({"scope": "knock:read", "exp": now - 3600}), InvalidToken, "expired"),
-        "not yet valid": (
-            issuer.sign({"scope": "knock:read", "nbf": now + 3600}),
-            InvalidToken,
-            "not valid yet",
-        ),
-        "missing scope": (issuer.sign({"scope": "profile"}), InsufficientScope, "knock:read"),
-        "unknown kid": (
-            issuer.sign({"scope": "knock:read"}, key=SigningKey("made-up")),
-            InvalidToken,
-            "does not publish",
-        ),
-        "key no one published": (
-            issuer.sign({"scope": "knock:read"}, key=stranger),
-            InvalidToken,
-            "signature",
-        ),
-        "ID token typed JWT": (
-            issuer.sign({"nonce": "n", "at_hash": "h", "aud": RESOURCE}, headers={"typ": "JWT"}),
-            InvalidToken,
-            "typ",
-        ),
-        "malformed": ("not.a.jwt", InvalidToken, "not a JWT"),
-        "17 KB": (issuer.sign({"scope": "knock:read", "pad": "x" * 17 * 1024}), InvalidToken, "16 KB"),
-    }
-
-
-HOSTILE_NAMES = [
-    "alg none",
-    "HS256 with the public key as secret",
-    "wrong issuer",
-    "wrong audience",
-    "expired",
-    "not yet valid",
-    "missing scope",
-    "unknown kid",
-    "key no one published",
-    "ID token typed JWT",
-    "malformed",
-    "17 KB",
-]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

