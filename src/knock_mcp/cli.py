@@ -172,7 +172,8 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
         help=(
             "none (default; loopback only), token (callers send KNOCK_MCP_AUTH_TOKEN as a bearer token; "
             "the server uses KNOCK_API_KEY), knock-key (each caller sends their own Knock secret key as "
-            "the bearer token) [KNOCK_MCP_AUTH]"
+            "the bearer token), oauth (callers sign in with your authorization server, set by "
+            "KNOCK_MCP_OAUTH_ISSUER and KNOCK_MCP_PUBLIC_URL; see docs/oauth.md) [KNOCK_MCP_AUTH]"
         ),
     )
     http.add_argument(

@@ -14,7 +14,7 @@ from mcp import Client
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
 from knock_mcp.demo import DEMO_OPERATIONS
 from tests.support.fake_knock import FakeKnock, Reply
-from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import load_fixture
 from tests.support.polling import wait_for_requests
@@ -28,26 +28,9 @@ FIXTURE_IDS = [
     load_fixture(name)["id"] for name in ("queued", "processing", "completed", "failed", "minimal")
 ]
 AUTH_TOKEN = "t0ken-for-tests-only-0123456789-abcdefghijklmnop"
+
+
 # What a modern (2026-07-28) client sends: enough for the transport to route and answer a tools/list.
-MODERN_HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/json, text/event-stream",
-    "mcp-protocol-version": "2026-07-28",
-    "mcp-method": "tools/list",
-}
-TOOLS_LIST: dict[str, object] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "tools/list",
-    "params": {
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-    },
-}
-
-
 def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
     return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=MODERN_HEADERS | headers, timeout=10)
 

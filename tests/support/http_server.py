@@ -48,9 +48,11 @@ class HttpServer:
         log_dir: Path,
         args: Sequence[str] = (),
         command: Callable[[int], Sequence[str]] | None = None,
+        port: int | None = None,
     ) -> None:
-        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`."""
-        self.port = free_port()
+        """`command(port)` replaces `knock-mcp --transport http --port PORT --log-level debug ARGS`;
+        `port` is for a test that must name the server's URL before it starts (as an OAuth resource)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp_url = f"{self.url}/mcp"
         self._argv = (
@@ -113,6 +115,26 @@ class HttpServer:
 
     def stderr(self) -> str:
         return self._stderr_path.read_text()
+
+
+# A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.
+MODERN_HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/list",
+}
+TOOLS_LIST: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
 
 
 def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """knock-mcp over Streamable HTTP.
 
-    knock-mcp --transport http [--host H] [--port P] [--auth none|token|knock-key] ...
+    knock-mcp --transport http [--host H] [--port P] [--auth none|token|knock-key|oauth] ...
     uvicorn --factory knock_mcp.http:create_app --workers 4 --http knock_mcp.http:RequestArrivalDeadline
 
 One module per concern: `config` (options from flags or `KNOCK_MCP_*` variables), `auth` (the bearer

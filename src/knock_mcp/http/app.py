@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -34,6 +35,9 @@ from knock_mcp.http.guards import (
     jsonrpc_error,
     transport_security,
 )
+from knock_mcp.oauth.config import OAuthConfig
+from knock_mcp.oauth.metadata import protected_resource_metadata, resource_metadata_paths
+from knock_mcp.oauth.verifier import JwtVerifier
 from knock_mcp.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -80,7 +84,9 @@ class KnockMcpApp:
         )
         self._session_manager = server.session_manager
         self._mcp = AuthContextMiddleware(self._session_manager.handle_request)
-        self._authenticate = authenticator(config)
+        self._verifier = JwtVerifier(config.oauth) if config.oauth is not None else None
+        self._authenticate = authenticator(config, self._verifier)
+        self._resource_metadata = _resource_metadata_response(config.oauth)
         self._warned_open_server = False
         self._drain = Drain(config.shutdown_timeout, listen_closer(server))
         self._security = transport_security(config)
@@ -108,6 +114,9 @@ class KnockMcpApp:
             await self._serve_mcp(scope, receive, send)
         elif scope["path"] == HEALTH_PATH:
             await self._serve_health(scope, send)
+        elif self._resource_metadata is not None and scope["path"] in self._resource_metadata.paths:
+            # Public, like /healthz: no guard or credential stands before what says how to get one.
+            await self._resource_metadata.serve(scope, send)
         else:
             await send_json(
                 send, 404, {"error": f"not found: knock-mcp serves MCP at {MCP_PATH} and {HEALTH_PATH}"}
@@ -155,7 +164,7 @@ class KnockMcpApp:
         if self._authenticate is not None:
             user = await self._authenticate(bearer_token(scope))
             if isinstance(user, Refusal):
-                await send_json(send, 401, user.body(), [(b"www-authenticate", user.challenge().encode())])
+                await send_json(send, user.status, user.body(), user.headers())
                 return
             scope = {**scope, "user": user}
         with self._drain.track():
@@ -173,6 +182,10 @@ class KnockMcpApp:
         body = {**self._health, "fleet": self._fleet.health()}
         if self._drain.started:
             body["status"] = "draining"
+        if self._verifier is not None:
+            # Says whether sign-ins can be checked; still 200, since every replica shares the issuer and
+            # taking them all out of a load balancer would only hide this text behind its own error.
+            body |= self._verifier.health()
         # A draining replica answers 503 so that load balancers stop sending it new requests.
         await send_json(send, 503 if self._drain.started else 200, body, head=scope["method"] == "HEAD")
 
@@ -181,6 +194,11 @@ class KnockMcpApp:
         async with AsyncExitStack() as stack:
             try:
                 await stack.enter_async_context(self._session_manager.run())
+                if self._verifier is not None:
+                    stack.push_async_callback(self._verifier.aclose)
+                    # Fetch the issuer's keys now, so that /healthz tells at once whether they can be had;
+                    # a failure is logged and retried when a token arrives, and start-up goes on.
+                    await self._verifier.keys.refresh()
                 tasks = await stack.enter_async_context(anyio.create_task_group())
                 self._drain.start(tasks)
                 stack.callback(tasks.cancel_scope.cancel)
@@ -191,6 +209,38 @@ class KnockMcpApp:
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
         await send({"type": "lifespan.shutdown.complete"})
+
+
+@dataclass(frozen=True)
+class _ResourceMetadataResponse:
+    """RFC 9728 Protected Resource Metadata: public, the same for everyone, readable from a browser."""
+
+    paths: frozenset[str]
+    body: dict[str, Any]
+
+    async def serve(self, scope: Scope, send: Send) -> None:
+        cors = [
+            (b"access-control-allow-origin", b"*"),
+            (b"access-control-allow-methods", b"GET, OPTIONS"),
+            # The SDK's clients send their protocol version with every metadata request.
+            (b"access-control-allow-headers", b"mcp-protocol-version"),
+            (b"cache-control", b"public, max-age=3600"),
+        ]
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": cors})
+            await send({"type": "http.response.body", "body": b""})
+        elif scope["method"] in ("GET", "HEAD"):
+            await send_json(send, 200, self.body, cors, head=scope["method"] == "HEAD")
+        else:
+            await send_json(send, 405, {"error": "GET this metadata"}, [*cors, (b"allow", b"GET, OPTIONS")])
+
+
+def _resource_metadata_response(oauth: OAuthConfig | None) -> _ResourceMetadataResponse | None:
+    if oauth is None:
+        return None
+    return _ResourceMetadataResponse(
+        resource_metadata_paths(oauth, MCP_PATH), protected_resource_metadata(oauth)
+    )
 
 
 async def send_json(

@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar, cast, get_args
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from knock_mcp.logs import LOG_LEVELS, LogLevel
+from knock_mcp.oauth.config import OAuthConfig, load_oauth_config
 from knock_mcp.options import (
     OptionReader,
     is_header_safe,
@@ -26,7 +28,7 @@ from knock_mcp.options import (
 )
 from knock_mcp.settings import is_loopback
 
-AuthMode = Literal["none", "token", "knock-key"]
+AuthMode = Literal["none", "token", "knock-key", "oauth"]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -51,6 +53,7 @@ class HttpConfig:
     port: int = DEFAULT_PORT
     auth: AuthMode = "none"
     auth_token: SecretStr | None = None
+    oauth: OAuthConfig | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     demo: bool = False
@@ -104,6 +107,12 @@ def load_http_config(environ: Mapping[str, str], flags: HttpFlags | None = None)
         shutdown_timeout=option("shutdown_timeout", seconds_between(1, 3600), DEFAULT_SHUTDOWN_TIMEOUT),
     )
     token = _shared_token(config, environ.get(AUTH_TOKEN_VARIABLE, ""), options)
+    if config.auth == "oauth":
+        oauth = load_oauth_config(options)
+        if oauth is not None:
+            # Clients reach this server by its public URL's name: DNS-rebinding protection allows it.
+            public_host = urlsplit(oauth.resource).netloc
+            config = replace(config, oauth=oauth, allowed_hosts=(*config.allowed_hosts, public_host))
     _check_exposure(config, options)
     options.check()
     return replace(config, auth_token=token)
@@ -160,14 +169,14 @@ def _check_exposure(config: HttpConfig, options: OptionReader) -> None:
             options.problems.append(
                 f"{auth} is none but {allowed_hosts} lets clients reach this server as "
                 f"{', '.join(public)}: anyone who can reach that name could use this server and its Knock "
-                "key. Use --auth token or --auth knock-key"
+                "key. Use --auth token, knock-key or oauth"
             )
     if not is_loopback(config.host):
         if config.auth == "none":
             options.problems.append(
                 f"{auth} is none but {host} is {config.host!r}, which other machines can "
-                "reach: anyone there could use this server and its Knock key. Use --auth token or "
-                "--auth knock-key, or serve on 127.0.0.1"
+                "reach: anyone there could use this server and its Knock key. Use --auth token, "
+                "knock-key or oauth, or serve on 127.0.0.1"
             )
         if not config.allowed_hosts:
             options.problems.append(

@@ -20,6 +20,11 @@ from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.app import KnockMcpApp, build_app
 from knock_mcp.http.config import HttpConfig, load_http_config
 
+# uvicorn's default (16 KiB for the request line and headers) would refuse a 16 KB OAuth access
+# token (real Entra tokens with group claims reach ~10 KB) before the app could say what is wrong
+# with it; twice that leaves room for the other headers. Beyond it uvicorn answers 400. Under
+# `uvicorn --factory`, pass `--h11-max-incomplete-event-size 32768` for the same.
+MAX_REQUEST_HEAD_BYTES = 32 * 1024
 # A request (headers and its body of at most 64 KiB) must arrive whole within this many seconds of
 # the connection opening or of the previous answer. uvicorn has no such limit: without it a client
 # that sends half a request and stops (slowloris) holds a connection and a descriptor for ever.
@@ -83,6 +88,7 @@ def serve(app: KnockMcpApp, config: HttpConfig) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(config.shutdown_timeout) + 5,
         http=RequestArrivalDeadline,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     uvicorn.Server(uvicorn_config).run()
 
