@@ -84,6 +84,12 @@ class _Subscriptions:
 
     stops: dict[str, Callable[[], None]] = field(default_factory=dict)
 
+    def drop(self, uri: str, stop: Callable[[], None]) -> None:
+        """Stop this follower and forget it, unless another has taken its URI's place."""
+        stop()
+        if self.stops.get(uri) is stop:
+            del self.stops[uri]
+
     def stop_all(self) -> None:
         for stop in self.stops.values():
             stop()
@@ -129,21 +135,22 @@ async def _subscribe(
         stop = state.tracker.follow(operation_id, key, announce)
     except InvalidOperationId as error:
         raise MCPError(INVALID_PARAMS, state.public_text(error)) from None
+    # Held before the read below awaits, so that a second subscribe to the same URI meanwhile finds
+    # it (and starts no follower that nothing could stop), and an unsubscribe meanwhile stops it.
+    subscriptions.stops[uri] = stop
     try:
         # Read now, so an unknown id or a refused key is an error now, not silence later; and so the
         # updates that follow are changes from the state this read saw.
         operation = await state.tracker.read(operation_id, key)
     except BaseException as error:
-        stop()
+        subscriptions.drop(uri, stop)
         if isinstance(error, OperationNotFound):
             raise MCPError(INVALID_PARAMS, state.public_text(error)) from None
         if isinstance(error, KnockMcpError):
             raise MCPError(INVALID_REQUEST, state.public_text(error)) from None
         raise
     if operation.status.is_final:
-        stop()  # a final operation never changes: there is nothing to follow
-    else:
-        subscriptions.stops[uri] = stop
+        subscriptions.drop(uri, stop)  # a final operation never changes: there is nothing to follow
     return EmptyResult()
 
 

@@ -111,6 +111,23 @@ async def test_unsubscribe_and_disconnect_stop_the_polling(settings: Settings, f
     assert len(fake_knock.requests_for(LIVE_ID)) == after_disconnect
 
 
+@pytest.mark.serial
+async def test_two_subscribes_at_once_leave_one_follower_that_unsubscribe_stops(
+    settings: Settings, fake_knock: FakeKnock
+) -> None:
+    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=60)
+    async with legacy_client(create_server(settings, poll_policy=STEADY), Updates()) as client:
+        # Both requests are in flight together: each reads the operation before it answers.
+        async with anyio.create_task_group() as both:
+            both.start_soon(client.subscribe_resource, URI)
+            both.start_soon(client.subscribe_resource, URI)
+        await client.unsubscribe_resource(URI)
+        await anyio.sleep(STEADY.first_interval)
+        after_unsubscribe = len(fake_knock.requests_for(LIVE_ID))
+        await anyio.sleep(3 * STEADY.first_interval)
+        assert len(fake_knock.requests_for(LIVE_ID)) == after_unsubscribe, "a follower outlived unsubscribe"
+
+
 async def test_subscribing_to_what_cannot_change_or_does_not_exist(
     settings: Settings, fake_knock: FakeKnock
 ) -> None:
