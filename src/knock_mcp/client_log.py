@@ -20,8 +20,6 @@ Where a message goes, and to whom:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +39,7 @@ from mcp.types import (
 from pydantic import SecretStr
 
 from knock_mcp.errors import InvalidOperationId
+from knock_mcp.fleet import key_fingerprint
 from knock_mcp.knock_client import KnockNotice
 from knock_mcp.live_updates import operation_id_in
 from knock_mcp.models import parse_operation_id
@@ -109,8 +108,7 @@ class ClientLog:
                     sending.start_soon(_send, listener, level, text)
 
     def _fingerprint(self, key: SecretStr | None) -> bytes:
-        secret = b"" if key is None else key.get_secret_value().encode()
-        return hmac.new(self._salt, secret, hashlib.sha256).digest()
+        return key_fingerprint(self._salt, key)
 
     async def _set_level(
         self, ctx: ServerRequestContext[ServerState, Any], params: SetLevelRequestParams

@@ -146,8 +146,8 @@ class KnockMcpApp:
                 self._warned_open_server = True
                 logger.error(
                     "Refused a request that arrived on %s: with --auth none knock-mcp serves only "
-                    "loopback. Set KNOCK_MCP_HOST to the address uvicorn listens on, and --auth token "
-                    "or knock-key.",
+                    "loopback. Set KNOCK_MCP_HOST to the address uvicorn listens on, and --auth token, "
+                    "knock-key or oauth.",
                     scope["server"][0],
                 )
             return

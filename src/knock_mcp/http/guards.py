@@ -70,8 +70,8 @@ def _matches(value: str, allowed: Sequence[str]) -> bool:
 OPEN_SERVER_REACHED_FROM_OUTSIDE = (
     "This knock-mcp runs without authentication (--auth none), which serves only callers on its own "
     "machine, and this request arrived on an address other machines can reach. Its operator must "
-    "choose --auth token or --auth knock-key (KNOCK_MCP_AUTH) and set KNOCK_MCP_HOST to the address "
-    "the server listens on."
+    "choose --auth token, --auth knock-key or --auth oauth (KNOCK_MCP_AUTH) and set KNOCK_MCP_HOST to "
+    "the address the server listens on."
 )
 
 
