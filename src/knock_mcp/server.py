@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from knock_mcp import __version__
 from knock_mcp.argument_check import ArgumentCheck
+from knock_mcp.cache import FinalOperationCache
 from knock_mcp.client_log import ClientLog
 from knock_mcp.completions import serve_completions
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
@@ -39,7 +40,7 @@ from knock_mcp.state import KeySource, ServerState, configured_key
 from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
 from knock_mcp.tools import READ_ONLY, TOOLS, OperationId
-from knock_mcp.tracker import Fetch, FinalOperationCache, OperationTracker, PollPolicy
+from knock_mcp.tracker import Fetch, OperationTracker, PollPolicy
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation, compact_json
 
 logger = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from knock_mcp.cache import FinalOperationCache
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.models import BulkOperation
 from knock_mcp.redis_fleet import RedisFleet
 from knock_mcp.settings import FleetSettings, load_settings
-from knock_mcp.tracker import FinalOperationCache
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 from tests.support.polling import eventually
