@@ -89,7 +89,7 @@ async def test_while_redis_is_away_a_process_keeps_to_its_share_of_the_fleet_bud
             )
         await eventually(lambda: fleet.health()["processes"] == 3)
         redis_server.stop()
-        waits = [await fleet.before_attempt(SECRET) for _ in range(4)]
+        waits = [await fleet.gate.before_attempt(SECRET) for _ in range(4)]
         assert fleet.health()["sharing"] is False
     # 30 requests/s for the fleet, a third of it here: one every 0.1 s.
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=0.03)
