@@ -34,13 +34,14 @@ from knock_mcp.knock_client import KnockClient, Report, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.logs import LogLevel
 from knock_mcp.models import BulkOperation, ErrorItems
+from knock_mcp.poll_policy import PollPolicy
 from knock_mcp.resubmission import resubmission_prompt
 from knock_mcp.settings import FleetSettings, Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
 from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
 from knock_mcp.tools import READ_ONLY, TOOLS, OperationId
-from knock_mcp.tracker import Fetch, OperationTracker, PollPolicy
+from knock_mcp.tracker import Fetch, OperationTracker
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation, compact_json
 
 logger = logging.getLogger(__name__)

@@ -42,42 +42,13 @@ from knock_mcp.cache import FinalOperationCache
 from knock_mcp.errors import KnockUnavailable, RateLimited
 from knock_mcp.fleet import Address, Fleet, LocalFleet, SharedAnswer
 from knock_mcp.models import BulkOperation, parse_operation_id
+from knock_mcp.poll_policy import PollPolicy
 from knock_mcp.recent_ids import RecentIds
 
 logger = logging.getLogger(__name__)
 
 Fetch = Callable[[str, SecretStr | None], Awaitable[BulkOperation]]
 """Reads one operation from Knock with a key: `KnockClient.get_bulk_operation` or a stand-in."""
-
-# Knock's GET /v1/bulk_operations/{id} is rate-limit tier 4: 200 requests/second per environment.
-# Poll loops of one key together stay at half of that, leaving the rest to the application that
-# owns the key.
-KNOCK_TIER4_REQUESTS_PER_SECOND = 200.0
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often a loop asks Knock, and how old an answer may be when served.
-
-    The interval is `first_interval` for the first `ramp_seconds`, then grows in proportion to
-    the loop's age up to `max_interval`: quick while a caller is likely watching closely, slower as
-    a long job goes on (1 s for 10 s, 5 s after 50 s, 10 s from 100 s with the defaults).
-    """
-
-    first_interval: float = 1.0
-    max_interval: float = 10.0
-    ramp_seconds: float = 10.0
-    fresh_for: float = 1.0
-    requests_per_second_per_key: float = KNOCK_TIER4_REQUESTS_PER_SECOND / 2
-
-    def interval(self, age: float) -> float:
-        return min(self.max_interval, max(self.first_interval, self.first_interval * age / self.ramp_seconds))
-
-    @property
-    def deadline_lead(self) -> float:
-        """How long before a waiter's deadline a loop asks once more, so the waiter's last answer is
-        fresh: half the freshness window."""
-        return self.fresh_for / 2
 
 
 @dataclass(frozen=True)

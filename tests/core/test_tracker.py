@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from knock_mcp.cache import FinalOperationCache, estimated_memory
 from knock_mcp.errors import KnockUnavailable, OperationNotFound, RateLimited, SchemaMismatch
 from knock_mcp.models import BulkOperation
-from knock_mcp.tracker import OperationTracker, PollPolicy
+from knock_mcp.poll_policy import PollPolicy
+from knock_mcp.tracker import OperationTracker
 from tests.support.payloads import load_fixture
 from tests.support.polling import eventually
 
