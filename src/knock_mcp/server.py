@@ -170,6 +170,18 @@ def create_server(
         subscriptions=ListenStreamBus(),
         middleware=[follow_listened_operations],
     )
+    _register_tools_prompt_and_resource(server)
+    # Every call's arguments are checked against the tools' declared types before a tool runs.
+    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
+    serve_resource_subscriptions(server)
+    serve_completions(server)
+    client_log.serve(server)
+    return server
+
+
+def _register_tools_prompt_and_resource(server: MCPServer[ServerState]) -> None:
+    """What the server offers, each wrapped so that a `KnockMcpError` reaches the caller in the
+    form its kind of handler answers with."""
     for tool in TOOLS:
         server.add_tool(
             _translating_errors(_TOOL_ERRORS)(tool.function),
@@ -195,12 +207,6 @@ def create_server(
         ),
         mime_type="application/json",
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
-    # Every call's arguments are checked against the tools' declared types before a tool runs.
-    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
-    serve_resource_subscriptions(server)
-    serve_completions(server)
-    client_log.serve(server)
-    return server
 
 
 def build_fleet(settings: FleetSettings | None) -> Fleet:
