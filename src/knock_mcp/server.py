@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from knock_mcp import __version__
 from knock_mcp.argument_check import ArgumentCheck
+from knock_mcp.cache import FinalOperationCache
 from knock_mcp.client_log import ClientLog
 from knock_mcp.completions import serve_completions
 from knock_mcp.errors import ConfigurationError, InvalidOperationId, KnockMcpError, OperationNotFound
@@ -33,13 +34,14 @@ from knock_mcp.knock_client import KnockClient, Report, build_http_client
 from knock_mcp.live_updates import ListenStreamBus, follow_listened_operations
 from knock_mcp.logs import LogLevel
 from knock_mcp.models import BulkOperation, ErrorItems
+from knock_mcp.poll_policy import PollPolicy
 from knock_mcp.resubmission import resubmission_prompt
 from knock_mcp.settings import FleetSettings, Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
 from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
 from knock_mcp.tools import READ_ONLY, TOOLS, OperationId
-from knock_mcp.tracker import Fetch, FinalOperationCache, OperationTracker, PollPolicy
+from knock_mcp.tracker import Fetch, OperationTracker
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation, compact_json
 
 logger = logging.getLogger(__name__)
@@ -168,6 +170,18 @@ def create_server(
         subscriptions=ListenStreamBus(),
         middleware=[follow_listened_operations],
     )
+    _register_tools_prompt_and_resource(server)
+    # Every call's arguments are checked against the tools' declared types before a tool runs.
+    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
+    serve_resource_subscriptions(server)
+    serve_completions(server)
+    client_log.serve(server)
+    return server
+
+
+def _register_tools_prompt_and_resource(server: MCPServer[ServerState]) -> None:
+    """What the server offers, each wrapped so that a `KnockMcpError` reaches the caller in the
+    form its kind of handler answers with."""
     for tool in TOOLS:
         server.add_tool(
             _translating_errors(_TOOL_ERRORS)(tool.function),
@@ -193,12 +207,6 @@ def create_server(
         ),
         mime_type="application/json",
     )(_translating_errors(_RESOURCE_ERRORS)(bulk_operation_resource))
-    # Every call's arguments are checked against the tools' declared types before a tool runs.
-    server.middleware.append(ArgumentCheck(server, [tool.function for tool in TOOLS]))
-    serve_resource_subscriptions(server)
-    serve_completions(server)
-    client_log.serve(server)
-    return server
 
 
 def build_fleet(settings: FleetSettings | None) -> Fleet:

@@ -11,15 +11,15 @@ A `Fleet` extends all of this beyond the process (see `knock_mcp.fleet`): by def
 on its own; with Redis, reads consult what the fleet last heard, one process polls each operation
 for everyone and the others hear its answers.
 
-- A final operation (completed or failed) never changes, so it is cached, bounded by count and by
-  an estimate of its memory; a repeat question costs no Knock call.
+- A final operation (completed or failed) never changes, so it is cached (`knock_mcp.cache`); a
+  repeat question costs no Knock call.
 - A non-final operation is served from the last answer only while that answer is younger than
   `PollPolicy.fresh_for` (about a second); otherwise the caller joins the request in flight, or
   starts one.
 - A poll loop runs only while a waiter or a listener is interested, and is cancelled, with any
   request it has in flight, the moment the last one leaves.
-- The ids each key has read successfully are remembered, most recent first (`recent_ids`), so a
-  client can be offered them when someone types an id: Knock has no endpoint that lists them.
+- The ids each key has read successfully are remembered, most recent first (`recent_ids`, kept in
+  `knock_mcp.recent_ids`), so a client can be offered them when someone types an id.
 
 Nothing here imports `mcp`: progress and live updates leave through plain callables.
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -39,140 +38,17 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
+from knock_mcp.cache import FinalOperationCache
 from knock_mcp.errors import KnockUnavailable, RateLimited
 from knock_mcp.fleet import Address, Fleet, LocalFleet, SharedAnswer
 from knock_mcp.models import BulkOperation, parse_operation_id
+from knock_mcp.poll_policy import PollPolicy
+from knock_mcp.recent_ids import RecentIds
 
 logger = logging.getLogger(__name__)
 
 Fetch = Callable[[str, SecretStr | None], Awaitable[BulkOperation]]
 """Reads one operation from Knock with a key: `KnockClient.get_bulk_operation` or a stand-in."""
-
-# Knock's GET /v1/bulk_operations/{id} is rate-limit tier 4: 200 requests/second per environment.
-# Poll loops of one key together stay at half of that, leaving the rest to the application that
-# owns the key.
-KNOCK_TIER4_REQUESTS_PER_SECOND = 200.0
-
-# Measured: an operation's validated fields hold about 12 bytes of Python objects per byte of their
-# JSON. Its failed items, packed, say how much they hold themselves (`ErrorItems.nbytes`).
-MEMORY_PER_JSON_BYTE = 12
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often a loop asks Knock, and how old an answer may be when served.
-
-    The interval is `first_interval` for the first `ramp_seconds`, then grows in proportion to
-    the loop's age up to `max_interval`: quick while a caller is likely watching closely, slower as
-    a long job goes on (1 s for 10 s, 5 s after 50 s, 10 s from 100 s with the defaults).
-    """
-
-    first_interval: float = 1.0
-    max_interval: float = 10.0
-    ramp_seconds: float = 10.0
-    fresh_for: float = 1.0
-    requests_per_second_per_key: float = KNOCK_TIER4_REQUESTS_PER_SECOND / 2
-
-    def interval(self, age: float) -> float:
-        return min(self.max_interval, max(self.first_interval, self.first_interval * age / self.ramp_seconds))
-
-    @property
-    def deadline_lead(self) -> float:
-        """How long before a waiter's deadline a loop asks once more, so the waiter's last answer is
-        fresh: half the freshness window."""
-        return self.fresh_for / 2
-
-
-class FinalOperationCache:
-    """Final operations by address, least recently used first out, bounded by count and by an
-    estimate of their memory. An operation larger than the whole budget is not kept.
-
-    Entries also expire after `max_age` seconds. A final operation never changes, but the key that
-    read it may be revoked: past that age Knock is asked again, so a revoked key stops being
-    answered from the cache (over HTTP with `--auth knock-key`, keys are the callers')."""
-
-    def __init__(
-        self,
-        max_entries: int = 256,
-        max_bytes: int = 64 * 1024 * 1024,
-        max_age: float = 600.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.max_age = max_age
-        self._clock = clock
-        self._entries: OrderedDict[Address, tuple[BulkOperation, int, float]] = OrderedDict()
-        self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def estimated_bytes(self) -> int:
-        return self._bytes
-
-    def get(self, address: Address) -> BulkOperation | None:
-        found = self._entries.get(address)
-        if found is None:
-            return None
-        operation, size, stored_at = found
-        if self._clock() - stored_at > self.max_age:
-            del self._entries[address]
-            self._bytes -= size
-            return None
-        self._entries.move_to_end(address)
-        return operation
-
-    def put(self, address: Address, operation: BulkOperation, age: float = 0.0) -> None:
-        """Keep `operation`, cached elsewhere `age` seconds ago (by another process of the fleet): it
-        expires when that first copy does."""
-        if address in self._entries:
-            return
-        size = estimated_memory(operation)
-        if size > self.max_bytes:
-            logger.info("Operation %s is too large to cache (about %d MB)", operation.id, size // 1_000_000)
-            return
-        self._entries[address] = (operation, size, self._clock() - age)
-        self._bytes += size
-        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, (_, evicted_size, _) = self._entries.popitem(last=False)
-            self._bytes -= evicted_size
-
-
-def estimated_memory(operation: BulkOperation) -> int:
-    """Bytes of memory the validated operation holds: its packed failed items, and its other fields
-    from the length of their JSON (short, unless Knock added large fields). Serialising the items
-    too would cost as much as reading the operation did."""
-    fields = len(operation.model_dump_json(exclude={"error_items"})) * MEMORY_PER_JSON_BYTE
-    return fields + (0 if operation.error_items is None else operation.error_items.nbytes)
-
-
-class RecentIds:
-    """The operation ids each key fingerprint has read, most recent first, bounded per key and in
-    the number of keys (least recently active key first out). Ids are not secrets; fingerprints
-    keep the keys out."""
-
-    def __init__(self, per_key: int = 100, keys: int = 1024) -> None:
-        self.per_key = per_key
-        self.keys = keys
-        self._ids: OrderedDict[bytes, OrderedDict[str, None]] = OrderedDict()
-
-    def note(self, address: Address) -> None:
-        fingerprint, operation_id = address
-        ids = self._ids.get(fingerprint)
-        if ids is None:
-            ids = self._ids[fingerprint] = OrderedDict()
-            if len(self._ids) > self.keys:
-                self._ids.popitem(last=False)
-        self._ids.move_to_end(fingerprint)
-        ids[operation_id] = None
-        ids.move_to_end(operation_id)
-        if len(ids) > self.per_key:
-            ids.popitem(last=False)
-
-    def for_fingerprint(self, fingerprint: bytes) -> list[str]:
-        return list(reversed(self._ids.get(fingerprint, {})))
 
 
 @dataclass(frozen=True)

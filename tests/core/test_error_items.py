@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from knock_mcp.cache import estimated_memory
 from knock_mcp.models import MAX_TEXT_CHARS, BulkOperation, ErrorItem, ErrorItems
-from knock_mcp.tracker import estimated_memory
 from tests.support.payloads import load_fixture
 
 AS_LIST = TypeAdapter(list[ErrorItem])

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from knock_mcp.cache import FinalOperationCache
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.models import BulkOperation
 from knock_mcp.redis_fleet import RedisFleet
 from knock_mcp.settings import FleetSettings, load_settings
-from knock_mcp.tracker import FinalOperationCache
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 from tests.support.polling import eventually
@@ -89,7 +89,7 @@ async def test_while_redis_is_away_a_process_keeps_to_its_share_of_the_fleet_bud
             )
         await eventually(lambda: fleet.health()["processes"] == 3)
         redis_server.stop()
-        waits = [await fleet.before_attempt(SECRET) for _ in range(4)]
+        waits = [await fleet.gate.before_attempt(SECRET) for _ in range(4)]
         assert fleet.health()["sharing"] is False
     # 30 requests/s for the fleet, a third of it here: one every 0.1 s.
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=0.03)

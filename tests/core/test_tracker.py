@@ -10,9 +10,11 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from knock_mcp.cache import FinalOperationCache, estimated_memory
 from knock_mcp.errors import KnockUnavailable, OperationNotFound, RateLimited, SchemaMismatch
 from knock_mcp.models import BulkOperation
-from knock_mcp.tracker import FinalOperationCache, OperationTracker, PollPolicy, estimated_memory
+from knock_mcp.poll_policy import PollPolicy
+from knock_mcp.tracker import OperationTracker
 from tests.support.payloads import load_fixture
 from tests.support.polling import eventually
 

@@ -7,9 +7,9 @@ from mcp import Client, MCPError
 from mcp.types import PromptReference, ResourceTemplateReference
 from pydantic import SecretStr
 
+from knock_mcp.recent_ids import RecentIds
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
-from knock_mcp.tracker import RecentIds
 from tests.support.fake_knock import FakeKnock
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import anyio
 
-from knock_mcp.tracker import PollPolicy
+from knock_mcp.poll_policy import PollPolicy
 from tests.support.fake_knock import FakeKnock
 
 INTERVAL = 0.1
