@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 # Measured: an operation's validated fields hold about 12 bytes of Python objects per byte of their
 # JSON. Its failed items, packed, say how much they hold themselves (`ErrorItems.nbytes`).
 MEMORY_PER_JSON_BYTE = 12
+# How long a final operation is answered without asking Knock: it never changes, but the key that
+# read it may be revoked. A fleet's shared copy lives as long (knock_mcp.redis_fleet).
+FINAL_OPERATION_LIFETIME = 600.0
 
 
 class FinalOperationCache:
@@ -30,7 +33,7 @@ class FinalOperationCache:
         self,
         max_entries: int = 256,
         max_bytes: int = 64 * 1024 * 1024,
-        max_age: float = 600.0,
+        max_age: float = FINAL_OPERATION_LIFETIME,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_entries = max_entries

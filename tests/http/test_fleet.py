@@ -409,6 +409,21 @@ async def test_a_process_with_another_fleet_secret_says_so(
     assert "another-secret" not in log
 
 
+async def test_garbage_anyone_writes_into_redis_stops_no_process(
+    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # The one key outside the fleet's signed namespace: anyone who can write to Redis can add to it.
+    redis_server.client().zadd("knock-mcp:fleet-secrets", {b"\xff\xfe not text": time.time() + 3600})
+    fake_knock.operations[COMPLETED["id"]] = COMPLETED
+    with HttpServer(fleet_env(fake_knock, redis_server), tmp_path) as server:
+        await eventually(lambda: "problem" in health(server), within=10)
+        # The heartbeat read the garbage, and the process still serves calls and still shares.
+        async with client_for(server, "auto") as client:
+            summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED["id"]})
+        assert not summary.is_error, summary.content
+        assert health(server)["sharing"] is True
+
+
 async def test_without_redis_the_server_never_loads_the_redis_client() -> None:
     script = """
 import sys

@@ -84,6 +84,11 @@ class Connection:
             if not timed_out or self._timeouts >= TIMEOUTS_TO_OPEN:
                 self.begin_outage(error)
             raise Unshared from None
+        except Exception as error:
+            # A value this process cannot read (or a bug in reading it): sharing is help, never a
+            # reason for a call or a background loop to fail, so it counts as an outage too.
+            self.begin_outage(error)
+            raise Unshared from None
         self._timeouts = 0
         return answer
 

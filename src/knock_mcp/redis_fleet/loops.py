@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 import redis.asyncio
-from redis.exceptions import RedisError
 
 from knock_mcp.fleet import Address, SharedAnswer
 from knock_mcp.redis_fleet.connection import REDIS_CALL_DEADLINE, Connection, Unshared, ms
@@ -177,7 +176,9 @@ class PollLoops:
             subscriptions = self._redis.client.pubsub()
             try:
                 await self._relay(subscriptions)
-            except (RedisError, OSError, TimeoutError) as error:
+            except Exception as error:
+                # Redis gone, or a message this process cannot read: either way the fleet works
+                # alone until the probe finds Redis again, rather than lose its news for good.
                 self._redis.begin_outage(error)
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(REDIS_CALL_DEADLINE):

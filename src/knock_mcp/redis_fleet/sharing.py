@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
+from knock_mcp.cache import FINAL_OPERATION_LIFETIME
 from knock_mcp.fleet import Address, SharedAnswer
 from knock_mcp.models import BulkOperation
 from knock_mcp.redis_fleet.budget import RequestBudget
@@ -39,8 +40,6 @@ FETCHING_CHECK_INTERVAL = 0.05
 # A snapshot is served only while fresh (about a second); it is kept a little longer for
 # processes whose schedules it helps.
 SNAPSHOT_SECONDS = 30.0
-# A final operation is shared for as long as a process caches it: a revoked key stops being answered.
-FINAL_SECONDS = 600.0
 # A process that has not beaten its heart for this long no longer counts in the fleet.
 PROCESS_SECONDS = 5.0
 
@@ -167,7 +166,7 @@ class RedisFleet:
         if final is not None and final_ttl_ms > 0:
             answer = await self._values.decode(keys, final)
             if answer is not None and answer.operation.status.is_final:
-                cached_for = max(0.0, FINAL_SECONDS - final_ttl_ms / 1000)
+                cached_for = max(0.0, FINAL_OPERATION_LIFETIME - final_ttl_ms / 1000)
                 return SharedAnswer(answer.operation, answer.age, cached_for), False
         answer = await self._values.decode(keys, snapshot) if snapshot is not None else None
         return answer, bool(fetching)
@@ -176,7 +175,7 @@ class RedisFleet:
         envelope = self._values.encode(keys, operation, time.time())
         if envelope is None:
             return
-        final_ms = ms(FINAL_SECONDS) if operation.status.is_final else 0
+        final_ms = ms(FINAL_OPERATION_LIFETIME) if operation.status.is_final else 0
         args: list[bytes | int] = [envelope, ms(SNAPSHOT_SECONDS), final_ms, self._token, keys.news]
         await self._redis.quietly(
             lambda: self._share(keys=[keys.snapshot, keys.final, keys.fetching], args=args)
@@ -239,7 +238,9 @@ class RedisFleet:
         loops_heard = await self._loops.queue_heartbeat(pipe, now)
         results = await pipe.execute()
         self._budget.processes = max(1, int(results[2]))
-        self._notice_secrets([bytes(name).decode() for name in results[6]])
+        # Anyone who can write to Redis can add to this set: a member that is not text is simply
+        # another fleet's, never a reason for the heartbeat to stop.
+        self._notice_secrets([bytes(name).decode(errors="replace") for name in results[6]])
         loops_heard(results[8:])
 
     def _notice_secrets(self, namespaces: list[str]) -> None:
