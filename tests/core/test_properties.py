@@ -34,7 +34,9 @@ from knock_mcp.views import (
 )
 
 # A failing example with 100,000 items prints megabytes; hypothesis warns, and warnings are errors here.
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+# The examples reach 100,000 items: about 70 s per property on an idle 2-core machine, more beside
+# the rest of the suite. The timeout is there to catch a hang, not to time them.
+pytestmark = [pytest.mark.filterwarnings("ignore:Generating overly large repr"), pytest.mark.timeout(360)]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ERROR_ITEMS = 100_000

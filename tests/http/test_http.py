@@ -251,7 +251,11 @@ async def test_a_hundred_concurrent_calls_are_all_answered(
         assert result.structured_content is not None
         answers[number] = result.structured_content["operation"]["id"]
 
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
+    # A generous timeout per attempt: on a busy machine a 2 s one retries, and this test counts
+    # requests to show that concurrent calls share nothing they should not, not how timeouts retry.
+    with HttpServer(
+        knock_env(fake_knock, KNOCK_TIMEOUT="30", KNOCK_MCP_CALL_DEADLINE="50"), tmp_path
+    ) as server:
         async with client_for(server, mode) as client:
             await client.list_tools()  # caches the output schemas, so every call below is one request
             async with anyio.create_task_group() as tasks:

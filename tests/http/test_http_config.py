@@ -239,5 +239,5 @@ async def test_no_auth_answers_only_requests_that_arrived_on_loopback(
         response = await client.post("/mcp", json=ping, headers=headers)
     assert response.status_code == status, response.text
     if status == 403:
-        assert "--auth token or --auth knock-key" in response.json()["error"]["message"]
+        assert "--auth token, --auth knock-key or --auth oauth" in response.json()["error"]["message"]
         assert "KNOCK_MCP_HOST" in caplog.text
