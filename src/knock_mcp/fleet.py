@@ -1,7 +1,7 @@
 """What one process shares with the rest of its fleet, as the tracker sees it.
 
-The tracker reads, polls and listens through a `Fleet`. `LocalFleet` is a process on its own:
-today's behaviour, with no Redis anywhere. `knock_mcp.redis_fleet.RedisFleet` shares, through
+The tracker reads, polls and listens through a `Fleet`. `LocalFleet` is a process on its own,
+with no Redis anywhere. `knock_mcp.redis_fleet.RedisFleet` shares, through
 Redis, what Knock last said, final operations, one poll loop per operation in the whole fleet and
 the request budget per key; `knock_mcp.server.build_fleet` imports it only when
 `KNOCK_MCP_REDIS_URL` is set, so a process without Redis never loads the client library.

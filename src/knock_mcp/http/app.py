@@ -72,6 +72,7 @@ class KnockMcpApp:
         knock_key_configured: bool,
         fleet: Fleet | None = None,
     ) -> None:
+        self._security = transport_security(config)
         # Built for its session manager, which serves /mcp below; its Starlette router is not used,
         # so that /healthz, the drain and authentication sit in front of it at no routing cost.
         server.streamable_http_app(
@@ -79,7 +80,7 @@ class KnockMcpApp:
             json_response=False,
             stateless_http=True,
             max_request_body_size=MAX_REQUEST_BODY_BYTES,
-            transport_security=transport_security(config),
+            transport_security=self._security,
             host=config.host,
         )
         self._session_manager = server.session_manager
@@ -89,7 +90,6 @@ class KnockMcpApp:
         self._resource_metadata = _resource_metadata_response(config.oauth)
         self._warned_open_server = False
         self._drain = Drain(config.shutdown_timeout, listen_closer(server))
-        self._security = transport_security(config)
         # For load balancers and operators: nothing in it is secret, and it is the same for every caller.
         self._health: dict[str, Any] = {"status": "ok", "version": __version__} | (
             demo_health()
