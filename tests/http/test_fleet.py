@@ -245,6 +245,31 @@ async def test_waiters_get_the_final_state_when_the_polling_replica_is_killed(
     assert after[0] - killed_at < 4.0
 
 
+async def test_a_replica_shutting_down_hands_its_poll_loop_over_at_once(
+    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    live = operation_id(6)
+    fake_knock.operations[live] = Advancing(stages_of(live), seconds_per_stage=60)
+    redis = redis_server.client()
+    # A shutdown timeout of 1 s cancels the wait still in flight, and so the loop it kept polling.
+    env = fleet_env(fake_knock, redis_server, KNOCK_MCP_SHUTDOWN_TIMEOUT="1")
+    with HttpServer(env, tmp_path) as server:
+
+        async def wait_until_cut() -> None:
+            with contextlib.suppress(Exception):  # the shutdown ends it with an error
+                await wait_on_each([server], live, 1, seconds=20)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait_until_cut)
+            await eventually(lambda: bool(redis.keys("knock-mcp:*lease")), within=10)
+            server.terminate()
+            await anyio.to_thread.run_sync(server.wait)
+            # Left behind, a lease lives on for its 1.5 s and keeps the other replicas from taking over.
+            left = redis.keys("knock-mcp:*lease")
+            tasks.cancel_scope.cancel()
+    assert not left, f"the replica left its lease in Redis: {left}"
+
+
 async def test_calls_are_answered_while_redis_is_away_and_sharing_resumes_when_it_is_back(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -63,6 +63,8 @@ class PollLoops:
         self._following: dict[Address, _Following] = {}
         self._channels: dict[bytes, Address] = {}
         self.leases: set[Address] = set()
+        # Leases let go of whose deletion in Redis has not been done yet: a shutdown finishes them.
+        self.releasing: set[Address] = set()
 
     async def join_loop(self, address: Address) -> float:
         keys = self._values.keys(address)
@@ -88,12 +90,18 @@ class PollLoops:
             return True
         if taken:
             self.leases.add(address)
+            self.releasing.discard(address)
         return bool(taken)
 
     def release(self, address: Address) -> None:
         if address in self.leases:
             self.leases.discard(address)
-            self._redis.spawn(lambda: self.release_work(address))
+            self.releasing.add(address)
+            self._redis.spawn(lambda: self._release_now(address))
+
+    async def _release_now(self, address: Address) -> None:
+        await self.release_work(address)
+        self.releasing.discard(address)
 
     def release_work(self, address: Address) -> Awaitable[object]:
         return self._redis.delete_if_mine(keys=[self._values.keys(address).lease], args=[self._token])

@@ -93,8 +93,9 @@ class RedisFleet:
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
         with anyio.CancelScope(shield=True), anyio.move_on_after(REDIS_CALL_DEADLINE * 2):
-            # Hand the loops over now rather than when the leases run out.
-            for address in list(self._loops.leases):
+            # Hand the loops over now rather than when the leases run out: those still held, and
+            # those let go of whose deletion the task group's cancellation cut short.
+            for address in list(self._loops.leases | self._loops.releasing):
                 await self._redis.quietly(partial(self._loops.release_work, address))
             await self._redis.client.aclose()
 
