@@ -32,13 +32,13 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -48,6 +48,8 @@ from tests.support.http_server import HttpServer
 from tests.support.payloads import load_fixture
 
 API_KEY = "sk_bench_0000000000000000"
+# What one run compares: servers (knock-mcp against the floor), or auth modes of one server.
+Candidate = TypeVar("Candidate")
 CONCURRENCY = (1, 10, 50)
 WORKER_COUNTS = (1, 2)
 MIN_THROUGHPUT_RATIO = 0.85
@@ -201,24 +203,54 @@ async def measure_workers(
                     )
                     for server in SERVERS
                 }
-                for server in SERVERS:
-                    until = time.perf_counter() + plan.warmup_seconds
-                    url = running[server].mcp_url
-                    await run_clients(pools[server], url, clients=clients, ids=ids, until=until, latencies=[])
                 progress(f"{workers} worker(s), {clients} client(s): {plan.slices} slices of each")
-                for number in range(plan.slices):
-                    for server in SERVERS if number % 2 == 0 else SERVERS[::-1]:
-                        await measure_slice(
-                            plan,
-                            running[server],
-                            pools[server],
-                            clients=clients,
-                            ids=ids,
-                            knock_pid=knock_pid,
-                            pipe=pipe,
-                            figures=figures.setdefault((workers, clients, server.name), Figures()),
-                        )
+                await warm_up_then_alternate(
+                    plan,
+                    SERVERS,
+                    running,
+                    pools,
+                    clients=clients,
+                    ids=ids,
+                    knock_pid=knock_pid,
+                    pipe=pipe,
+                    figures={
+                        server: figures.setdefault((workers, clients, server.name), Figures())
+                        for server in SERVERS
+                    },
+                )
     return figures
+
+
+async def warm_up_then_alternate(
+    plan: Plan,
+    candidates: Sequence[Candidate],
+    running: Mapping[Candidate, HttpServer],
+    pools: Mapping[Candidate, httpx2.AsyncClient],
+    *,
+    clients: int,
+    ids: Iterator[str],
+    knock_pid: int,
+    pipe: Connection,
+    figures: Mapping[Candidate, Figures],
+) -> None:
+    """Warm every candidate up, then measure them in slices, alternating which goes first, so that
+    a change in the machine's load falls on all of them alike."""
+    for candidate in candidates:
+        until = time.perf_counter() + plan.warmup_seconds
+        url = running[candidate].mcp_url
+        await run_clients(pools[candidate], url, clients=clients, ids=ids, until=until, latencies=[])
+    for number in range(plan.slices):
+        for candidate in candidates if number % 2 == 0 else candidates[::-1]:
+            await measure_slice(
+                plan,
+                running[candidate],
+                pools[candidate],
+                clients=clients,
+                ids=ids,
+                knock_pid=knock_pid,
+                pipe=pipe,
+                figures=figures[candidate],
+            )
 
 
 async def measure_slice(

@@ -33,11 +33,10 @@ from benchmarks.bench_http import (
     Figures,
     Plan,
     Server,
-    measure_slice,
     percentile,
     progress,
-    run_clients,
     run_fake_knock,
+    warm_up_then_alternate,
 )
 from knock_mcp.oauth.config import OAuthConfig
 from knock_mcp.oauth.verifier import JwtVerifier
@@ -108,23 +107,18 @@ async def measure(
                     )
                     for mode in MODES
                 }
-                for mode in MODES:
-                    until = time.perf_counter() + plan.warmup_seconds
-                    url = running[mode].mcp_url
-                    await run_clients(pools[mode], url, clients=clients, ids=ids, until=until, latencies=[])
                 progress(f"{clients} client(s): {plan.slices} slices of each")
-                for number in range(plan.slices):
-                    for mode in MODES if number % 2 == 0 else MODES[::-1]:
-                        await measure_slice(
-                            plan,
-                            running[mode],
-                            pools[mode],
-                            clients=clients,
-                            ids=ids,
-                            knock_pid=knock_pid,
-                            pipe=pipe,
-                            figures=figures.setdefault((clients, mode), Figures()),
-                        )
+                await warm_up_then_alternate(
+                    plan,
+                    MODES,
+                    running,
+                    pools,
+                    clients=clients,
+                    ids=ids,
+                    knock_pid=knock_pid,
+                    pipe=pipe,
+                    figures={mode: figures.setdefault((clients, mode), Figures()) for mode in MODES},
+                )
     return figures
 
 

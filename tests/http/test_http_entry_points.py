@@ -13,35 +13,21 @@ from mcp import Client
 
 from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer
+from tests.support.http_server import HttpServer, uvicorn_factory
 from tests.support.keys import SECRET
 
 pytestmark = pytest.mark.anyio
 
 
-def uvicorn_with_arrival_deadline(port: int) -> list[str]:
-    """The factory under uvicorn's own command, with the protocol the docs tell operators to pass."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "knock_mcp.http:create_app",
-        "--http",
-        "knock_mcp.http:RequestArrivalDeadline",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
+# The factory under uvicorn's own command, with the protocol the docs tell operators to pass.
+UVICORN_WITH_ARRIVAL_DEADLINE = uvicorn_factory("--http", "knock_mcp.http:RequestArrivalDeadline")
 
 
 async def test_uvicorn_loads_the_arrival_deadline_by_its_documented_name(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
-    with HttpServer(env, tmp_path, command=uvicorn_with_arrival_deadline) as server:
+    with HttpServer(env, tmp_path, command=UVICORN_WITH_ARRIVAL_DEADLINE) as server:
         # uvicorn's own HTTP/1.1 protocol never answers a request that stops halfway: only
         # RequestArrivalDeadline sends this 408.
         with socket.create_connection(("127.0.0.1", server.port)) as stalled:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import anyio
@@ -12,7 +11,7 @@ import pytest
 
 from knock_mcp.http.serving import set_nodelay_on_inherited_sockets
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.http_server import HttpServer, client_for, knock_env, uvicorn_factory
 from tests.support.payloads import load_fixture
 from tests.support.results import text
 
@@ -21,23 +20,7 @@ pytestmark = pytest.mark.anyio
 WORKERS = 2
 
 
-def uvicorn_workers(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "knock_mcp.http:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "10",
-    ]
+UVICORN_WORKERS = uvicorn_factory("--workers", str(WORKERS), "--timeout-graceful-shutdown", "10")
 
 
 def children(parent: int) -> list[int]:
@@ -85,7 +68,7 @@ async def test_two_workers_on_one_port_both_serve_calls(fake_knock: FakeKnock, t
             result = await client.call_tool("get_bulk_operation", {"id": operation_id})
         assert not result.is_error, text(result)
 
-    with HttpServer(env, tmp_path, command=uvicorn_workers) as server:
+    with HttpServer(env, tmp_path, command=UVICORN_WORKERS) as server:
         workers = children(server.pid)
         serving: set[int] = set()
         for batch in range(0, len(ids), 40):

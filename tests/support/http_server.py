@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -135,6 +136,28 @@ TOOLS_LIST: dict[str, object] = {
         }
     },
 }
+
+
+def uvicorn_factory(*options: str) -> Callable[[int], list[str]]:
+    """An `HttpServer` command: knock-mcp's ASGI factory under uvicorn's own command line, as
+    operators run it for several workers, with uvicorn `options` of the test's."""
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "knock_mcp.http:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            *options,
+        ]
+
+    return command
 
 
 def knock_env(fake_knock: FakeKnock, **extra: str) -> dict[str, str]:
