@@ -21,15 +21,16 @@ from tests.support.redis_server import INSTALL_HINT, RedisServer
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Two xdist groups, each run by one worker one test after another: the soak (`slow`), and the
-    tests that bound elapsed time (`serial`), so no such bound is measured beside another. Apart,
-    each chain is about as long as the rest of the suite on the other workers; together they
-    would be the whole run's length. Runs before xdist reads the groups."""
+    """xdist groups, each run by one worker one test after another: the soak (`slow`), and the tests
+    that bound elapsed time (`serial`, or `serial("name")` for a chain of its own), so that no two
+    tests of a chain load the machine or measure time at once. The fleet tests are a chain of their
+    own: one chain of every time-bound test would outlast the rest of the suite. Runs before xdist
+    reads the groups."""
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group("soak"))
-        elif item.get_closest_marker("serial"):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+        elif serial := item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.xdist_group(serial.args[0] if serial.args else "serial"))
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp.types import CallToolResult
 
@@ -30,9 +29,8 @@ from tests.support.redis_server import FLEET_SECRET, RedisServer
 from tests.support.results import outcome
 
 # Each test runs two or three servers and a Redis, counts Knock's requests and some bound how long
-# things take: one at a time (the `serial` group), neither beside each other nor beside other
-# time-bound tests.
-pytestmark = [pytest.mark.anyio, pytest.mark.serial]
+# things take: one at a time, in a chain of their own (see tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.serial("fleet")]
 
 COMPLETED = load_fixture("completed")
 
@@ -75,7 +73,7 @@ def structured(result: CallToolResult) -> dict[str, Any]:
 
 
 def health(server: HttpServer) -> dict[str, Any]:
-    report: dict[str, Any] = httpx2.get(f"{server.url}/healthz").json()["fleet"]
+    report: dict[str, Any] = server.http.get("/healthz").json()["fleet"]
     return report
 
 

@@ -40,6 +40,14 @@ def free_port() -> int:
         return port
 
 
+def loopback_client(base_url: str) -> httpx2.Client:
+    """A client for plain requests to a server under test, made once per server: building one loads
+    the CA bundle, about 37 ms of CPU, which a probe every 50 ms while the server starts (or a health
+    check polled by `eventually`) would take from the server itself. It keeps no idle connection, so
+    the server's open descriptors and its drain see only what the test made."""
+    return httpx2.Client(base_url=base_url, timeout=10.0, limits=httpx2.Limits(max_keepalive_connections=0))
+
+
 class HttpServer:
     """Starts on `__enter__` and returns once /healthz answers; SIGTERM and a wait on `__exit__`."""
 
@@ -66,18 +74,20 @@ class HttpServer:
         self._stderr_path = log_dir / f"server-{self.port}.stderr"
         self._stderr: IO[str] | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.http: httpx2.Client
 
     def __enter__(self) -> HttpServer:
         self._stderr = self._stderr_path.open("w")
         self.process = subprocess.Popen(
             self._argv, env=self._env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr
         )
+        self.http = loopback_client(self.url)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr()}")
             try:
-                if httpx2.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                if self.http.get("/healthz", timeout=1.0).status_code == 200:
                     return self
             except httpx2.TransportError:
                 pass
@@ -113,6 +123,7 @@ class HttpServer:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        self.http.close()
 
     def stderr(self) -> str:
         return self._stderr_path.read_text()

