@@ -179,4 +179,4 @@ async def test_after_the_provider_rotates_its_key_new_tokens_are_accepted(pair: 
 
 def post_tools_list(server: HttpServer, token: str) -> int:
     headers = {**MODERN_HEADERS, "authorization": f"Bearer {token}"}
-    return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=headers, timeout=10).status_code
+    return server.http.post("/mcp", json=TOOLS_LIST, headers=headers).status_code

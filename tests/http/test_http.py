@@ -39,7 +39,7 @@ def copy_of(fake_knock: FakeKnock, fixture: str, *, name: str) -> str:
 
 # What a modern (2026-07-28) client sends: enough for the transport to route and answer a tools/list.
 def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
-    return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=MODERN_HEADERS | headers, timeout=10)
+    return server.http.post("/mcp", json=TOOLS_LIST, headers=MODERN_HEADERS | headers)
 
 
 async def test_both_eras_serve_the_tools_and_the_resource(fake_knock: FakeKnock, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ async def test_demo_over_http(tmp_path: Path) -> None:
         async with client_for(server, "auto") as client:
             result = await client.call_tool("summarize_bulk_operation", {"id": DEMO_COMPLETED_ID})
             missing = await client.call_tool("summarize_bulk_operation", {"id": DEMO_MISSING_ID})
-        health = httpx2.get(f"{server.url}/healthz").json()
+        health = server.http.get("/healthz").json()
     assert not result.is_error, text(result)
     assert "has completed" in text(result)
     # The demo holds no key: its errors and its health speak of the demo and its ids.
@@ -95,10 +95,10 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        answer = httpx2.get(f"{server.url}/healthz")
-        head = httpx2.head(f"{server.url}/healthz")
-        posted = httpx2.post(f"{server.url}/healthz")
-        elsewhere = httpx2.get(f"{server.url}/admin")
+        answer = server.http.get("/healthz")
+        head = server.http.head("/healthz")
+        posted = server.http.post("/healthz")
+        elsewhere = server.http.get("/admin")
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "ok",
@@ -113,7 +113,7 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
     assert posted.status_code == 405
     assert elsewhere.status_code == 404
     with HttpServer({"KNOCK_BASE_URL": fake_knock.base_url}, tmp_path) as keyless:
-        assert httpx2.get(f"{keyless.url}/healthz").json()["knock_key_configured"] is False
+        assert keyless.http.get("/healthz").json()["knock_key_configured"] is False
     assert "KNOCK_API_KEY is not set" in keyless.stderr()
 
 
@@ -154,7 +154,7 @@ async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
     read_by = {mode: copy_of(fake_knock, "completed", name=mode) for mode in ERAS}
     # The server's own key is ignored in this mode (and said to be): only callers' keys reach Knock.
     with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
-        assert httpx2.get(f"{server.url}/healthz").json()["knock_key_source"] == "caller"
+        assert server.http.get("/healthz").json()["knock_key_source"] == "caller"
         for mode, operation_id in read_by.items():
             async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
                 result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
@@ -242,7 +242,7 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
         allowed_origin = post_tools_list(server, origin="https://app.example.test", **bearer)
         allowed_host = post_tools_list(server, host="mcp.example.test", **bearer)
         plain = post_tools_list(server, **bearer)
-        stream = httpx2.get(server.mcp_url, headers={"accept": "text/event-stream", **bearer})
+        stream = server.http.get("/mcp", headers={"accept": "text/event-stream", **bearer})
     assert forged_host.status_code == 421
     assert "--allowed-host" in forged_host.json()["error"]["message"]
     assert forged_origin.status_code == 403
@@ -257,7 +257,7 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
 async def test_a_request_body_over_the_limit_is_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
         padded = {**TOOLS_LIST, "padding": "x" * 70_000}
-        answer = httpx2.post(server.mcp_url, content=json.dumps(padded), headers=MODERN_HEADERS)
+        answer = server.http.post("/mcp", content=json.dumps(padded), headers=MODERN_HEADERS)
     assert answer.status_code == 413
 
 
