@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
 from knock_mcp.settings import Settings
+from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock
 from tests.support.keys import SECRET
 from tests.support.oauth_issuer import LoopbackIssuer
@@ -78,7 +79,7 @@ def settings(fake_knock: FakeKnock) -> Settings:
     )
 
 
-@pytest.fixture(params=["auto", "legacy"])
+@pytest.fixture(params=ERAS)
 def mode(request: pytest.FixtureRequest) -> str:
     """The protocol era a client speaks: 2026-07-28 ("auto") or 2025-11-25 ("legacy")."""
     mode: str = request.param

@@ -4,6 +4,7 @@ sockets, the SDK's HTTP client in both protocol eras, and the loopback fake Knoc
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import anyio
@@ -13,6 +14,7 @@ from mcp import Client
 
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
 from knock_mcp.demo import DEMO_OPERATIONS
+from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock, Reply
 from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
@@ -23,38 +25,44 @@ from tests.support.results import text
 pytestmark = pytest.mark.anyio
 
 COMPLETED_ID = load_fixture("completed")["id"]
-FAILED_ID = load_fixture("failed")["id"]
-FIXTURE_IDS = [
-    load_fixture(name)["id"] for name in ("queued", "processing", "completed", "failed", "minimal")
-]
 AUTH_TOKEN = "t0ken-for-tests-only-0123456789-abcdefghijklmnop"
+
+
+def copy_of(fake_knock: FakeKnock, fixture: str, *, name: str) -> str:
+    """Add a copy of fixture `fixture` to `fake_knock` under an id of its own (derived from `name`)
+    and return the id. Each era reads its own copies: the server caches final operations, so an era
+    that read the other's would be answered without asking Knock, and what it sends would go unseen."""
+    operation_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{fixture}/{name}"))
+    fake_knock.operations[operation_id] = load_fixture(fixture) | {"id": operation_id}
+    return operation_id
 
 
 # What a modern (2026-07-28) client sends: enough for the transport to route and answer a tools/list.
 def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
-    return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=MODERN_HEADERS | headers, timeout=10)
+    return server.http.post("/mcp", json=TOOLS_LIST, headers=MODERN_HEADERS | headers)
 
 
-async def test_both_eras_serve_the_tools_and_the_resource(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str
-) -> None:
+async def test_both_eras_serve_the_tools_and_the_resource(fake_knock: FakeKnock, tmp_path: Path) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        async with client_for(server, mode) as client:
-            tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert {"get_bulk_operation", "summarize_bulk_operation"} <= tools
-            summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
-            assert not summary.is_error, text(summary)
-            assert "has completed" in text(summary)
-            got = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
-            assert got.structured_content is not None
-            assert got.structured_content["operation"]["id"] == COMPLETED_ID
-            resource = await client.read_resource(f"knock://bulk_operations/{COMPLETED_ID}")
-            assert resource.contents
-            missing = await client.call_tool("get_bulk_operation", {"id": "not-an-id"})
-            assert missing.is_error
-            assert "is not a bulk operation id" in text(missing)
+        for mode in ERAS:
+            operation_id = copy_of(fake_knock, "completed", name=mode)
+            async with client_for(server, mode) as client:
+                tools = {tool.name for tool in (await client.list_tools()).tools}
+                assert {"get_bulk_operation", "summarize_bulk_operation"} <= tools, mode
+                summary = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
+                assert not summary.is_error, (mode, text(summary))
+                assert "has completed" in text(summary), mode
+                got = await client.call_tool("get_bulk_operation", {"id": operation_id})
+                assert got.structured_content is not None, mode
+                assert got.structured_content["operation"]["id"] == operation_id, mode
+                resource = await client.read_resource(f"knock://bulk_operations/{operation_id}")
+                assert resource.contents, mode
+                missing = await client.call_tool("get_bulk_operation", {"id": "not-an-id"})
+                assert missing.is_error, mode
+                assert "is not a bulk operation id" in text(missing), mode
+            asked = {seen.headers["Authorization"] for seen in fake_knock.requests_for(operation_id)}
+            assert asked == {f"Bearer {SECRET}"}, mode
     logged = server.stderr()
-    assert fake_knock.requests[0].headers["Authorization"] == f"Bearer {SECRET}"
     assert "bulk_operations" in logged, "debug logging should have reached stderr"
     assert SECRET not in logged
     assert "Traceback" not in logged
@@ -68,7 +76,7 @@ async def test_demo_over_http(tmp_path: Path) -> None:
         async with client_for(server, "auto") as client:
             result = await client.call_tool("summarize_bulk_operation", {"id": DEMO_COMPLETED_ID})
             missing = await client.call_tool("summarize_bulk_operation", {"id": DEMO_MISSING_ID})
-        health = httpx2.get(f"{server.url}/healthz").json()
+        health = server.http.get("/healthz").json()
     assert not result.is_error, text(result)
     assert "has completed" in text(result)
     # The demo holds no key: its errors and its health speak of the demo and its ids.
@@ -87,10 +95,10 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        answer = httpx2.get(f"{server.url}/healthz")
-        head = httpx2.head(f"{server.url}/healthz")
-        posted = httpx2.post(f"{server.url}/healthz")
-        elsewhere = httpx2.get(f"{server.url}/admin")
+        answer = server.http.get("/healthz")
+        head = server.http.head("/healthz")
+        posted = server.http.post("/healthz")
+        elsewhere = server.http.get("/admin")
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "ok",
@@ -105,26 +113,29 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
     assert posted.status_code == 405
     assert elsewhere.status_code == 404
     with HttpServer({"KNOCK_BASE_URL": fake_knock.base_url}, tmp_path) as keyless:
-        assert httpx2.get(f"{keyless.url}/healthz").json()["knock_key_configured"] is False
+        assert keyless.http.get("/healthz").json()["knock_key_configured"] is False
     assert "KNOCK_API_KEY is not set" in keyless.stderr()
 
 
 async def test_token_mode_accepts_the_token_and_refuses_anything_else(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str
+    fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     env = knock_env(fake_knock, KNOCK_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    read_by = {mode: copy_of(fake_knock, "completed", name=mode) for mode in ERAS}
     with HttpServer(env, tmp_path, ["--auth", "token"]) as server:
-        async with client_for(server, mode, {"Authorization": f"Bearer {AUTH_TOKEN}"}) as client:
-            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
-        assert not result.is_error, text(result)
+        for mode, operation_id in read_by.items():
+            async with client_for(server, mode, {"Authorization": f"Bearer {AUTH_TOKEN}"}) as client:
+                result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
+            assert not result.is_error, (mode, text(result))
         refusals = {
             "missing": post_tools_list(server),
             "wrong": post_tools_list(server, authorization=f"Bearer {AUTH_TOKEN[:-1]}x"),
             "prefix": post_tools_list(server, authorization=f"Bearer {AUTH_TOKEN[:10]}"),
             "basic": post_tools_list(server, authorization=f"Basic {AUTH_TOKEN}"),
         }
-    # The server's own key, never the caller's token, goes to Knock.
-    assert {seen.headers["Authorization"] for seen in fake_knock.requests} == {f"Bearer {SECRET}"}
+    # The server's own key, never the caller's token, goes to Knock, whichever era the caller speaks.
+    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
+    assert asked == {(f"Bearer {SECRET}", operation_id) for operation_id in read_by.values()}
     for name, refused in refusals.items():
         assert refused.status_code == 401, name
         assert refused.headers["www-authenticate"].startswith('Bearer realm="knock-mcp"'), name
@@ -138,14 +149,16 @@ async def test_token_mode_accepts_the_token_and_refuses_anything_else(
 
 
 async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str
+    fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
+    read_by = {mode: copy_of(fake_knock, "completed", name=mode) for mode in ERAS}
     # The server's own key is ignored in this mode (and said to be): only callers' keys reach Knock.
     with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
-        assert httpx2.get(f"{server.url}/healthz").json()["knock_key_source"] == "caller"
-        async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
-            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
-        assert not result.is_error, text(result)
+        assert server.http.get("/healthz").json()["knock_key_source"] == "caller"
+        for mode, operation_id in read_by.items():
+            async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
+                result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
+            assert not result.is_error, (mode, text(result))
         refusals = {
             "missing": post_tools_list(server),
             "public": post_tools_list(server, authorization="Bearer pk_test_abcdefghijklmnop"),
@@ -153,7 +166,8 @@ async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
             "too short": post_tools_list(server, authorization="Bearer sk_1"),
             "quoted": post_tools_list(server, authorization=f'Bearer "{TENANT_A}"'),
         }
-    assert {seen.headers["Authorization"] for seen in fake_knock.requests} == {f"Bearer {TENANT_A}"}
+    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
+    assert asked == {(f"Bearer {TENANT_A}", operation_id) for operation_id in read_by.values()}
     for name, refused in refusals.items():
         assert refused.status_code == 401, name
         assert refused.headers["www-authenticate"].startswith('Bearer realm="knock-mcp"'), name
@@ -166,21 +180,26 @@ async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
         assert secret not in logged
 
 
-async def test_two_tenants_never_see_each_others_operations(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str
-) -> None:
-    """Tenant A's key can read COMPLETED, B's can read FAILED; each asks for both, many times and at
-    once, so that anything one learned (a cached operation, a pooled connection's key) would show."""
-    fake_knock.owners = {COMPLETED_ID: TENANT_A, FAILED_ID: TENANT_B}
-    own = {TENANT_A: COMPLETED_ID, TENANT_B: FAILED_ID}
-    outcomes: dict[tuple[str, str], list[bool]] = {}
+async def test_two_tenants_never_see_each_others_operations(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    """In each era, tenant A's key can read a completed operation, B's a failed one; each asks for
+    both, many times and at once, so that anything one learned (a cached operation, a pooled
+    connection's key) would show."""
+    owned_in = {
+        mode: {
+            TENANT_A: copy_of(fake_knock, "completed", name=mode),
+            TENANT_B: copy_of(fake_knock, "failed", name=mode),
+        }
+        for mode in ERAS
+    }
+    fake_knock.owners = {operation_id: key for own in owned_in.values() for key, operation_id in own.items()}
+    outcomes: dict[tuple[str, str, str], list[bool]] = {}
 
-    async def tenant(key: str) -> None:
+    async def tenant(mode: str, key: str) -> None:
         async with client_for(server, mode, {"Authorization": f"Bearer {key}"}) as client:
             for _ in range(5):
-                for operation_id in (COMPLETED_ID, FAILED_ID):
+                for operation_id in owned_in[mode].values():
                     result = await client.call_tool("get_bulk_operation", {"id": operation_id})
-                    outcomes.setdefault((key, operation_id), []).append(not result.is_error)
+                    outcomes.setdefault((mode, key, operation_id), []).append(not result.is_error)
                     if result.is_error:
                         assert "Knock has no bulk operation" in text(result)
                     else:
@@ -188,15 +207,23 @@ async def test_two_tenants_never_see_each_others_operations(
                         assert result.structured_content["operation"]["id"] == operation_id
 
     with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(tenant, TENANT_A)
-            tasks.start_soon(tenant, TENANT_B)
-    for (key, operation_id), answered in outcomes.items():
-        assert answered == [operation_id == own[key]] * 5, (key, operation_id)
-    # Every key asked Knock itself: an operation read (and cached) with one key was never the answer
-    # for the other.
-    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
-    assert asked == {(f"Bearer {key}", operation_id) for key in own for operation_id in own.values()}
+        for mode, own in owned_in.items():
+            asked_before = len(fake_knock.requests)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(tenant, mode, TENANT_A)
+                tasks.start_soon(tenant, mode, TENANT_B)
+            # Every key asked Knock itself: an operation read (and cached) with one key was never
+            # the answer for the other.
+            asked = {
+                (seen.headers["Authorization"], seen.path.rpartition("/")[2])
+                for seen in fake_knock.requests[asked_before:]
+            }
+            assert asked == {
+                (f"Bearer {key}", operation_id) for key in own for operation_id in own.values()
+            }, mode
+    assert len(outcomes) == len(ERAS) * 4
+    for (mode, key, operation_id), answered in outcomes.items():
+        assert answered == [operation_id == owned_in[mode][key]] * 5, (mode, key, operation_id)
     logged = server.stderr()
     assert TENANT_A not in logged
     assert TENANT_B not in logged
@@ -215,7 +242,7 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
         allowed_origin = post_tools_list(server, origin="https://app.example.test", **bearer)
         allowed_host = post_tools_list(server, host="mcp.example.test", **bearer)
         plain = post_tools_list(server, **bearer)
-        stream = httpx2.get(server.mcp_url, headers={"accept": "text/event-stream", **bearer})
+        stream = server.http.get("/mcp", headers={"accept": "text/event-stream", **bearer})
     assert forged_host.status_code == 421
     assert "--allowed-host" in forged_host.json()["error"]["message"]
     assert forged_origin.status_code == 403
@@ -230,39 +257,43 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
 async def test_a_request_body_over_the_limit_is_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
         padded = {**TOOLS_LIST, "padding": "x" * 70_000}
-        answer = httpx2.post(server.mcp_url, content=json.dumps(padded), headers=MODERN_HEADERS)
+        answer = server.http.post("/mcp", content=json.dumps(padded), headers=MODERN_HEADERS)
     assert answer.status_code == 413
 
 
-async def test_a_hundred_concurrent_calls_are_all_answered(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str
-) -> None:
+async def test_a_hundred_concurrent_calls_are_all_answered(fake_knock: FakeKnock, tmp_path: Path) -> None:
     # One operation per call, so that each is a request of its own to Knock (the server would
-    # rightly share one read between calls for the same operation).
-    ids = [f"{number:08d}-0000-4000-8000-000000000000" for number in range(100)]
-    for operation_id in ids:
-        fake_knock.operations[operation_id] = load_fixture("completed") | {"id": operation_id}
-    answers: dict[int, str] = {}
+    # rightly share one read between calls for the same operation), and each era's own.
+    ids = {
+        mode: [copy_of(fake_knock, "completed", name=f"{mode} {number}") for number in range(100)]
+        for mode in ERAS
+    }
+    answers: dict[str, dict[int, str]] = {mode: {} for mode in ERAS}
+    asked: dict[str, int] = {}
 
-    async def call(number: int, client: Client) -> None:
-        operation_id = ids[number]
+    async def call(mode: str, number: int, client: Client) -> None:
+        operation_id = ids[mode][number]
         result = await client.call_tool("get_bulk_operation", {"id": operation_id})
         assert not result.is_error, text(result)
         assert result.structured_content is not None
-        answers[number] = result.structured_content["operation"]["id"]
+        answers[mode][number] = result.structured_content["operation"]["id"]
 
     # A generous timeout per attempt: on a busy machine a 2 s one retries, and this test counts
     # requests to show that concurrent calls share nothing they should not, not how timeouts retry.
     with HttpServer(
         knock_env(fake_knock, KNOCK_TIMEOUT="30", KNOCK_MCP_CALL_DEADLINE="50"), tmp_path
     ) as server:
-        async with client_for(server, mode) as client:
-            await client.list_tools()  # caches the output schemas, so every call below is one request
-            async with anyio.create_task_group() as tasks:
-                for number in range(100):
-                    tasks.start_soon(call, number, client)
-    assert answers == dict(enumerate(ids))
-    assert len(fake_knock.requests) == 100
+        for mode in ERAS:
+            asked_before = len(fake_knock.requests)
+            async with client_for(server, mode) as client:
+                await client.list_tools()  # caches the output schemas, so every call below is one request
+                async with anyio.create_task_group() as tasks:
+                    for number in range(100):
+                        tasks.start_soon(call, mode, number, client)
+            asked[mode] = len(fake_knock.requests) - asked_before
+    for mode in ERAS:
+        assert answers[mode] == dict(enumerate(ids[mode])), mode
+    assert asked == dict.fromkeys(ERAS, 100)
 
 
 @pytest.mark.serial

@@ -43,7 +43,7 @@ def oauth_env(fake_knock: FakeKnock, issuer: LoopbackIssuer) -> dict[str, str]:
 
 
 def post(server: HttpServer, **headers: str) -> httpx2.Response:
-    return httpx2.post(server.mcp_url, json=TOOLS_LIST, headers=MODERN_HEADERS | headers, timeout=10)
+    return server.http.post("/mcp", json=TOOLS_LIST, headers=MODERN_HEADERS | headers)
 
 
 def header_of_a_megabyte_refused(server: HttpServer) -> bool:
@@ -64,8 +64,8 @@ async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_befo
             name: post(server, authorization=f"Bearer {token}") for name, (token, _, _) in hostile.items()
         }
         missing = post(server)
-        in_query = httpx2.post(
-            f"{server.mcp_url}?access_token={issuer.sign({'scope': 'knock:read'})}",
+        in_query = server.http.post(
+            f"/mcp?access_token={issuer.sign({'scope': 'knock:read'})}",
             json=TOOLS_LIST,
             headers=MODERN_HEADERS,
         )
@@ -105,16 +105,14 @@ async def test_protected_resource_metadata_is_public_and_readable_from_a_browser
     fake_knock: FakeKnock, issuer: LoopbackIssuer, tmp_path: Path
 ) -> None:
     with HttpServer(oauth_env(fake_knock, issuer), tmp_path, ["--auth", "oauth"]) as server:
-        path_inserted = httpx2.get(f"{server.url}/.well-known/oauth-protected-resource/mcp")
-        root = httpx2.get(
-            f"{server.url}/.well-known/oauth-protected-resource", headers={"origin": "https://x.y"}
-        )
-        preflight = httpx2.options(
-            f"{server.url}/.well-known/oauth-protected-resource/mcp",
+        path_inserted = server.http.get("/.well-known/oauth-protected-resource/mcp")
+        root = server.http.get("/.well-known/oauth-protected-resource", headers={"origin": "https://x.y"})
+        preflight = server.http.options(
+            "/.well-known/oauth-protected-resource/mcp",
             headers={"origin": "https://claude.ai", "access-control-request-method": "GET"},
         )
-        posted = httpx2.post(f"{server.url}/.well-known/oauth-protected-resource")
-        health = httpx2.get(f"{server.url}/healthz").json()
+        posted = server.http.post("/.well-known/oauth-protected-resource")
+        health = server.http.get("/healthz").json()
     expected = {
         "resource": RESOURCE,
         "authorization_servers": [issuer.issuer],
@@ -138,7 +136,7 @@ async def test_without_the_issuers_keys_a_token_gets_503_and_healthz_says_why(
         unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}/realms/team"
     env = knock_env(fake_knock, KNOCK_MCP_OAUTH_ISSUER=unreachable, KNOCK_MCP_PUBLIC_URL=RESOURCE)
     with HttpServer(env, tmp_path, ["--auth", "oauth"]) as server:
-        health = httpx2.get(f"{server.url}/healthz")
+        health = server.http.get("/healthz")
         # Well formed, so that it gets as far as needing a key.
         token = unsigned({"alg": "ES256", "typ": "at+jwt", "kid": "key-1"}, {"aud": RESOURCE}, b"signature")
         refused = post(server, authorization=f"Bearer {token}")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp.types import CallToolResult
 
+from tests.support.eras import ERAS
 from tests.support.fake_knock import Advancing, FakeKnock
 from tests.support.http_server import HttpServer, client_for, knock_env
 from tests.support.keys import TENANT_A, TENANT_B
@@ -21,28 +23,44 @@ pytestmark = pytest.mark.anyio
 POLL_INTERVAL = 1.0
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_progress_of_a_wait_arrives_over_http(fake_knock: FakeKnock, tmp_path: Path, mode: str) -> None:
-    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=1.0)
-    notes: list[tuple[float, float | None, str | None]] = []
+# Each era waits for an operation of its own: the other era's is final by then, and cached.
+LIVE_ID_OF = {
+    "auto": "5eed0000-0000-4000-8000-0000000000a1",
+    "legacy": "5eed0000-0000-4000-8000-0000000000a2",
+}
+# What a progress callback hears: progress, total, message.
+Notes = list[tuple[float, float | None, str | None]]
 
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        notes.append((progress, total, message))
 
-    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as server:
+async def test_progress_of_a_wait_arrives_over_http(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    async def wait_in(mode: str, operation_id: str) -> tuple[CallToolResult, Notes]:
+        notes: Notes = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            notes.append((progress, total, message))
+
         async with client_for(server, mode) as client:
             result = await client.call_tool(
                 "wait_for_bulk_operation",
-                {"id": LIVE_ID, "timeout_seconds": 25},
+                {"id": operation_id, "timeout_seconds": 25},
                 progress_callback=on_progress,
             )
-    final = outcome(result)
-    assert (final.status, final.processed_rows) == ("completed", 1000)
-    progress = [note[0] for note in notes]
-    assert len(progress) >= 3, notes
-    assert progress == sorted(progress)
-    assert progress[-1] == 1000
-    assert notes[-1][2] == "completed: 1,000 of 1,000 rows, 5 failed"
+        return result, notes
+
+    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as server:
+        for mode in ERAS:
+            operation_id = LIVE_ID_OF[mode]
+            fake_knock.operations[operation_id] = Advancing(
+                stages(operation_id=operation_id), seconds_per_stage=1.0
+            )
+            result, notes = await wait_in(mode, operation_id)
+            final = outcome(result)
+            assert (final.status, final.processed_rows) == ("completed", 1000), mode
+            progress = [note[0] for note in notes]
+            assert len(progress) >= 3, (mode, notes)
+            assert progress == sorted(progress), mode
+            assert progress[-1] == 1000, mode
+            assert notes[-1][2] == "completed: 1,000 of 1,000 rows, 5 failed", mode
 
 
 @pytest.mark.serial

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,11 @@ from tests.support.keys import SECRET
 
 STARTUP_TIMEOUT = 60.0
 
+# The TLS context of every client made here, made once: without one, each new client loads the CA
+# bundle (about 37 ms of CPU), and a test may make dozens. The clients speak plain HTTP to loopback,
+# so it is never used; it trusts no certificate, so a client that did meet TLS would fail, not pass.
+UNUSED_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
 
 def free_port() -> int:
     """A port nothing listens on right now (the OS picks it; the server binds it a moment later)."""
@@ -41,11 +47,12 @@ def free_port() -> int:
 
 
 def loopback_client(base_url: str) -> httpx2.Client:
-    """A client for plain requests to a server under test, made once per server: building one loads
-    the CA bundle, about 37 ms of CPU, which a probe every 50 ms while the server starts (or a health
-    check polled by `eventually`) would take from the server itself. It keeps no idle connection, so
-    the server's open descriptors and its drain see only what the test made."""
-    return httpx2.Client(base_url=base_url, timeout=10.0, limits=httpx2.Limits(max_keepalive_connections=0))
+    """A client for plain requests to a server under test, made once per server rather than per
+    probe while the server starts (or per health check polled by `eventually`). It keeps no idle
+    connection, so the server's open descriptors and its drain see only what the test made."""
+    return httpx2.Client(
+        base_url=base_url, timeout=10.0, limits=httpx2.Limits(max_keepalive_connections=0), verify=UNUSED_TLS
+    )
 
 
 class HttpServer:
@@ -188,7 +195,7 @@ async def client_for(
 ) -> AsyncIterator[Client]:
     """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60), verify=UNUSED_TLS) as http,
         Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client

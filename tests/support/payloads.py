@@ -18,9 +18,9 @@ def load_fixture(name: str) -> dict[str, Any]:
     return payload
 
 
-def stages(total: int = 1000, steps: int = 5) -> list[Payload]:
+def stages(total: int = 1000, steps: int = 5, operation_id: str = LIVE_ID) -> list[Payload]:
     """queued, then processing in `steps` equal steps with a failure each, then completed."""
-    base = load_fixture("processing") | {"id": LIVE_ID, "estimated_total_rows": total}
+    base = load_fixture("processing") | {"id": operation_id, "estimated_total_rows": total}
     queued = base | {
         "status": "queued",
         "processed_rows": 0,
