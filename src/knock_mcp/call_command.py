@@ -1,18 +1,76 @@
-"""The words of `knock-mcp call`: its help (every tool and its arguments, from the tools' own
-schemas), reading `name=value` arguments, and what to say about an option in the wrong place."""
+"""`knock-mcp call`: one tool run in this process through the SDK's in-memory client, the reading of
+its `name=value` arguments, and `call --help`'s list of every tool and its arguments, worded from
+the tools' own schemas.
+
+This is where the command line meets the SDK and the server: `cli` imports this module only to run a
+call or to show `call --help`, so that --help, --version and a usage error do without them.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
+import os
+import sys
 from typing import Any
 
 import anyio
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.types import TextContent
 
 from knock_mcp.argument_check import expected_value
 from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
+from knock_mcp.state import ServerState
+from knock_mcp.terminal import progress_line_for
+
+EXIT_TOOL_ERROR = 1
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported on stderr with exit status 2."""
+
+
+def run_call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:
+    """Run one tool and print its result; a reader that stops early (`| head`) is a normal end, not
+    a crash."""
+    try:
+        status: int = anyio.run(_call, server, tool, assignments, as_json)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return status
+
+
+async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:
+    progress = progress_line_for(sys.stderr)
+    on_progress = progress.update if progress is not None else None
+    try:
+        async with Client(server) as client:
+            tools = {listed.name: listed for listed in (await client.list_tools()).tools}
+            listed = tools.get(tool)
+            # Usage errors are raised outside the client: inside, its task group would wrap them.
+            arguments = parse_arguments(assignments, listed.input_schema) if listed else None
+            result = (
+                await client.call_tool(tool, arguments, progress_callback=on_progress)
+                if isinstance(arguments, dict)
+                else None
+            )
+    finally:
+        if progress is not None:
+            progress.finish()
+    if result is None:
+        if listed is None:
+            raise UsageError(f"no tool named {tool!r}; the tools are: {', '.join(sorted(tools))}")
+        raise UsageError(str(arguments))
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+    if result.is_error:
+        print(text, file=sys.stderr)
+        return EXIT_TOOL_ERROR
+    print(json.dumps(result.structured_content, indent=2, ensure_ascii=False) if as_json else text)
+    return 0
 
 
 def parse_arguments(assignments: list[str], input_schema: dict[str, Any]) -> dict[str, Any] | str:
@@ -45,16 +103,6 @@ def _takes_text(schema: dict[str, Any]) -> bool:
     return any(option.get("type") == "string" for option in options)
 
 
-def unrecognized_arguments(extras: Sequence[str], command: str | None) -> str:
-    message = f"unrecognized arguments: {' '.join(extras)}"
-    if command == "call":
-        return (
-            f"{message}. After `call` come the tool, its name=value arguments and --json, --demo or "
-            "--log-level; other options of knock-mcp go before `call`"
-        )
-    return f"{message} (see knock-mcp --help)"
-
-
 def tools_help() -> str:
     """Every tool and its arguments, worded from the schemas the tools publish."""
     tools = anyio.run(create_server(Settings(api_key=None)).list_tools)
@@ -68,23 +116,3 @@ def tools_help() -> str:
             default = f" (default {json.dumps(schema['default'])})" if "default" in schema else ""
             lines.append(f"    {shown}: {expected_value(name, schema)}{default}")
     return "\n".join(lines)
-
-
-class CallHelp(argparse.Action):
-    """`call --help`: the usual help, then the tools and their arguments."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
-        super().__init__(
-            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help
-        )
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        parser.print_help()
-        print(f"\n{tools_help()}")
-        parser.exit()

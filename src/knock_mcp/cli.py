@@ -5,12 +5,15 @@
     knock-mcp [--demo] call TOOL [name=value ...] [--json]  run one tool and print its result
 
 Only MCP protocol goes to stdout while serving over stdio; logs go to stderr.
+
+Reading the command line loads neither the SDK nor the server (importing `mcp` alone costs most of a
+second of CPU): they are imported where a command serves or calls a tool, so --help, --version and
+every usage error answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -18,29 +21,15 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import anyio
-from mcp import Client
-from mcp.server.mcpserver import MCPServer
-from mcp.types import TextContent
-
 from knock_mcp import __version__
-from knock_mcp.bootstrap import demo_server, local_server, start
-from knock_mcp.call_command import CallHelp, parse_arguments, unrecognized_arguments
 from knock_mcp.demo import PROCESSING_ID
 from knock_mcp.errors import ConfigurationError
-from knock_mcp.http.config import AUTH_MODES, HttpFlags, load_http_config
+from knock_mcp.http.auth_modes import AUTH_MODES
 from knock_mcp.logs import LOG_LEVELS, LogLevel
 from knock_mcp.options import OptionReader, parse_switch
-from knock_mcp.state import ServerState
-from knock_mcp.terminal import EXIT_INTERRUPTED, progress_line_for, serve_stdio_at_a_terminal
+from knock_mcp.terminal import EXIT_INTERRUPTED, serve_stdio_at_a_terminal
 
-EXIT_TOOL_ERROR = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A command-line mistake: reported on stderr with exit status 2."""
-
 
 HELP_WIDTH = 79
 EXAMPLE = f"knock-mcp --demo call summarize_bulk_operation id={PROCESSING_ID}"
@@ -79,22 +68,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.demo = args.demo or demo.read("KNOCK_MCP_DEMO", parse_switch, False)
     if demo.problems:
         parser.error("; ".join(demo.problems))
+    sys.exit(_serve_stdio_or_call(args, level))
+
+
+def _serve_stdio_or_call(args: argparse.Namespace, level: LogLevel) -> int:
+    # Only now, serving or calling a tool: the SDK and the server are of no use to what came before.
+    from knock_mcp.bootstrap import demo_server, local_server, start  # noqa: PLC0415
+    from knock_mcp.call_command import UsageError, run_call  # noqa: PLC0415
+
     if args.demo:
         server = start(level, partial(demo_server, level))
     else:
         server = start(level, partial(local_server, os.environ, level, serving=args.command is None))
     try:
         if args.command == "call":
-            call = (_call, server, args.tool, args.arguments, args.json)
-            sys.exit(_print_ending_quietly_on_a_closed_pipe(*call))
+            return run_call(server, args.tool, args.arguments, args.json)
         if sys.stdin.isatty():
             serve_stdio_at_a_terminal(sys.stderr, demo=args.demo, example=EXAMPLE)
         server.run("stdio")
     except UsageError as error:
         print(f"knock-mcp: {error}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,6 +129,39 @@ def _parser() -> argparse.ArgumentParser:
     # Also accepted after `call`, where people put them: `knock-mcp call ... --demo`.
     _add_demo_and_log_level(call, after_call=True)
     return parser
+
+
+class CallHelp(argparse.Action):
+    """`call --help`: the usual help, then the tools and their arguments."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        # The tools' arguments come from the schemas the server publishes, so this help builds one.
+        from knock_mcp.call_command import tools_help  # noqa: PLC0415
+
+        parser.print_help()
+        print(f"\n{tools_help()}")
+        parser.exit()
+
+
+def unrecognized_arguments(extras: Sequence[str], command: str | None) -> str:
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if command == "call":
+        return (
+            f"{message}. After `call` come the tool, its name=value arguments and --json, --demo or "
+            "--log-level; other options of knock-mcp go before `call`"
+        )
+    return f"{message} (see knock-mcp --help)"
 
 
 def _add_demo_and_log_level(parser: argparse.ArgumentParser, *, after_call: bool) -> None:
@@ -199,6 +229,8 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve_http(args: argparse.Namespace) -> int:
+    from knock_mcp.http.config import HttpFlags, load_http_config  # noqa: PLC0415
+
     flags = HttpFlags(
         host=args.host,
         port=args.port,
@@ -209,12 +241,14 @@ def _serve_http(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         shutdown_timeout=args.shutdown_timeout,
     )
-    # Only now, serving over HTTP: the app and uvicorn are of no use to stdio or `call`.
-    from knock_mcp.http.app import MCP_PATH, build_app  # noqa: PLC0415
-    from knock_mcp.http.serving import serve  # noqa: PLC0415
-
     try:
         config = load_http_config(os.environ, flags)
+        # Only now, with options that hold: the app, uvicorn and the SDK are of no use to stdio,
+        # `call` or a mistake in the options.
+        from knock_mcp.bootstrap import start  # noqa: PLC0415
+        from knock_mcp.http.app import MCP_PATH, build_app  # noqa: PLC0415
+        from knock_mcp.http.serving import serve  # noqa: PLC0415
+
         app = start(config.log_level, partial(build_app, config, os.environ))
     except ConfigurationError as error:
         print(f"knock-mcp: {error}", file=sys.stderr)
@@ -228,44 +262,3 @@ def _serve_http(args: argparse.Namespace) -> int:
     )
     serve(app, config)
     return 0
-
-
-async def _call(server: MCPServer[ServerState], tool: str, assignments: list[str], as_json: bool) -> int:
-    progress = progress_line_for(sys.stderr)
-    on_progress = progress.update if progress is not None else None
-    try:
-        async with Client(server) as client:
-            tools = {listed.name: listed for listed in (await client.list_tools()).tools}
-            listed = tools.get(tool)
-            # Usage errors are raised outside the client: inside, its task group would wrap them.
-            arguments = parse_arguments(assignments, listed.input_schema) if listed else None
-            result = (
-                await client.call_tool(tool, arguments, progress_callback=on_progress)
-                if isinstance(arguments, dict)
-                else None
-            )
-    finally:
-        if progress is not None:
-            progress.finish()
-    if result is None:
-        if listed is None:
-            raise UsageError(f"no tool named {tool!r}; the tools are: {', '.join(sorted(tools))}")
-        raise UsageError(str(arguments))
-    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-    if result.is_error:
-        print(text, file=sys.stderr)
-        return EXIT_TOOL_ERROR
-    print(json.dumps(result.structured_content, indent=2, ensure_ascii=False) if as_json else text)
-    return 0
-
-
-def _print_ending_quietly_on_a_closed_pipe(*call: Any) -> int:
-    """Run `call` in an event loop; a reader that stops early (`| head`) is a normal end, not a crash."""
-    try:
-        status: int = anyio.run(*call)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would report the broken pipe again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return status

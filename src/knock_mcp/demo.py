@@ -1,7 +1,9 @@
 """A simulated Knock for `--demo`: sample bulk operations served in-process, with no key and no network.
 
 It plugs in as the HTTP client's transport, so the demo runs the very same client path as a real
-deployment (request, status handling, JSON validation), only the bytes come from here.
+deployment (request, status handling, JSON validation), only the bytes come from here. httpx2 is
+imported where a transport answers, not at the top: `cli` shows a demo id in every --help, which
+should not pay for loading it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import httpx2
+from typing import TYPE_CHECKING, Any
 
 from knock_mcp.errors import KnockMcpError, OperationNotFound
+
+if TYPE_CHECKING:
+    import httpx2
 
 DEMO_BASE_URL = "https://demo.knock-mcp.invalid"
 
@@ -222,6 +225,8 @@ class DemoKnock:
         self._operations = {operation.id: operation for operation in DEMO_OPERATIONS}
 
     def transport(self) -> httpx2.MockTransport:
+        import httpx2  # noqa: PLC0415
+
         return httpx2.MockTransport(self.handle)
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
@@ -241,6 +246,8 @@ class DemoKnock:
 
 
 def _json_response(status: int, payload: dict[str, Any]) -> httpx2.Response:
+    import httpx2  # noqa: PLC0415
+
     return httpx2.Response(
         status,
         content=json.dumps(payload).encode(),

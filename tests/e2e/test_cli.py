@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -24,6 +25,48 @@ def test_version_and_help() -> None:
     for variable in ("KNOCK_API_KEY", "KNOCK_BASE_URL", "KNOCK_BRANCH", "KNOCK_TIMEOUT", "KNOCK_MAX_RETRIES"):
         assert variable in help_text
     assert "--demo" in help_text
+
+
+# Each command line, its exit status, and what it must answer without: `mcp` (most of a second of
+# CPU to import), and for all but the HTTP option, the pydantic and httpx2 of the options' parsers.
+_ANSWERED_BEFORE_SERVING = """
+import contextlib, io, os, sys
+from knock_mcp.cli import main
+
+def exit_status(*args):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(list(args))
+        except SystemExit as exited:
+            return exited.code
+
+def assert_not_loaded(*packages):
+    loaded = sorted(name for name in sys.modules if name.partition(".")[0] in packages)
+    assert not loaded, loaded
+
+assert exit_status("--version") == 0
+assert exit_status("--help") == 0
+assert exit_status("--demo", "--log-level", "loud") == 2
+assert exit_status("--demo", "call", "get_bulk_operation", "--transport", "http") == 2
+os.environ["KNOCK_MCP_DEMO"] = "maybe"
+assert exit_status("call", "get_bulk_operation") == 2
+del os.environ["KNOCK_MCP_DEMO"]
+assert_not_loaded("mcp", "mcp_types", "pydantic", "httpx2")
+assert exit_status("--transport", "http", "--port", "0") == 2
+assert_not_loaded("mcp", "mcp_types", "uvicorn", "starlette")
+"""
+
+
+def test_help_version_and_usage_errors_never_load_the_sdk() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _ANSWERED_BEFORE_SERVING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={key: value for key, value in os.environ.items() if not key.startswith("KNOCK_")},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_python_dash_m_runs_the_same_command() -> None:

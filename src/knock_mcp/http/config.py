@@ -2,8 +2,7 @@
 
 The rules that keep a deployment safe hold for both sources: no open server off loopback, a token
 long enough not to be guessed, and the host names DNS-rebinding protection needs. This module
-imports neither uvicorn nor starlette nor mcp, so `cli` reads the option names, defaults and auth
-modes from it at no cost to stdio.
+imports neither uvicorn nor starlette nor mcp, so `cli` reports a bad option before loading them.
 """
 
 from __future__ import annotations
@@ -12,11 +11,12 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, TypeVar, cast, get_args
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from knock_mcp.http.auth_modes import AUTH_MODES, AuthMode
 from knock_mcp.logs import LOG_LEVELS, LogLevel
 from knock_mcp.oauth.config import OAuthConfig, load_oauth_config
 from knock_mcp.options import (
@@ -27,9 +27,6 @@ from knock_mcp.options import (
     whole_number_between,
 )
 from knock_mcp.settings import is_loopback
-
-AuthMode = Literal["none", "token", "knock-key", "oauth"]
-AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
