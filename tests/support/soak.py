@@ -156,21 +156,21 @@ def make_operation(rng: random.Random, operation_id: str, status: str | None = N
 def build_workers(
     fake: FakeKnock, clients: Sequence[Client], workers: int, operations_per_worker: int, seed: int
 ) -> list[Worker]:
-    """Put a distinct set of operations in the fake Knock for each worker."""
+    """Put a distinct set of operations in the fake Knock for each worker, as JSON encoded once."""
     rng = random.Random(seed)
     built = []
     for index in range(workers):
         owned = []
         for slot in range(operations_per_worker):
             payload = make_operation(rng, f"50a50000-0000-4000-8000-{index:06d}{slot:06d}")
-            fake.operations[payload["id"]] = payload
+            fake.operations[payload["id"]] = json.dumps(payload).encode()
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
         held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
         fake.operations[held.payload["id"]] = held
         warm_up_ids = []
         for number, _ in enumerate(Fault):
             payload = make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
-            fake.operations[payload["id"]] = payload
+            fake.operations[payload["id"]] = json.dumps(payload).encode()
             warm_up_ids.append(payload["id"])
         client = clients[index % len(clients)]
         built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_ids))
