@@ -32,7 +32,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx2
 
-from tests.support.fake_knock import FakeKnock, Payload
+from tests.support.fake_knock import FakeKnock, Payload, ServedOperation
 from tests.support.http_server import HttpServer
 from tests.support.payloads import load_fixture
 
@@ -138,7 +138,7 @@ class Figures:
         return self.server_cpu / self.calls * 1000
 
 
-class AnyOperation(dict[str, Payload | Callable[[], Payload]]):
+class AnyOperation(dict[str, ServedOperation]):
     """Answers every id with the fixture, renamed: each call can ask for an operation of its own."""
 
     def __init__(self, template: Payload) -> None:

@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from tests.support.fake_knock import FakeKnock, FaultInjector
-from tests.support.http_server import HttpServer
+from tests.support.http_server import HttpServer, client_for
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.soak import (
@@ -111,7 +111,7 @@ async def test_soak_over_http_with_50_concurrent_clients(tmp_path: Path) -> None
         with HttpServer(env, tmp_path, ["--log-level", "warning"]) as server:
             async with AsyncExitStack() as stack:
                 clients = [
-                    await stack.enter_async_context(Client(server.mcp_url)) for _ in range(HTTP_CLIENTS)
+                    await stack.enter_async_context(client_for(server, "auto")) for _ in range(HTTP_CLIENTS)
                 ]
                 tools = (await clients[0].list_tools()).tools
                 workers = build_workers(fake, clients, HTTP_CLIENTS, 3, SEED)

@@ -1,8 +1,9 @@
 """A fake Knock: a real HTTP server on 127.0.0.1, in a background thread, for tests and benchmarks.
 
 It serves `GET /v1/bulk_operations/{id}` from `operations`, records every request, and plays
-scripted faults first when a test queues them with `fail_next`. An operation is a payload, or a
-callable that returns the payload of the moment (see `Advancing`), for operations that move on.
+scripted faults first when a test queues them with `fail_next`. An operation is a payload, its JSON
+already encoded (served many times, it is not encoded again for each request), or a callable that
+returns the payload of the moment (see `Advancing`), for operations that move on.
 With `faults` set it also turns a seeded random share of requests into one of the `Fault` kinds
 (see `FaultInjector`), and counts what it injected, so a soak run can be replayed and explained.
 """
@@ -161,6 +162,8 @@ class SeenRequest:
 
 
 Payload = dict[str, Any]
+# What `FakeKnock.operations` holds for an id (see the module docstring).
+ServedOperation = Payload | bytes | Callable[[], Payload]
 
 
 class Advancing:
@@ -197,7 +200,7 @@ class FakeKnock:
     """Start with `with FakeKnock() as knock:`; `knock.base_url` is its address."""
 
     def __init__(self, faults: FaultInjector | None = None, stall_seconds: float = 3.0) -> None:
-        self.operations: dict[str, Payload | Callable[[], Payload]] = {}
+        self.operations: dict[str, ServedOperation] = {}
         self.requests: list[SeenRequest] = []
         # Operation id -> the one key that may read it, as a Knock environment owns its operations;
         # any other key gets 404. Operations not listed here answer every key.
@@ -367,4 +370,4 @@ class FakeKnock:
                     }
                 ).encode(),
             )
-        return Reply(200, json.dumps(operation).encode())
+        return Reply(200, operation if isinstance(operation, bytes) else json.dumps(operation).encode())

@@ -65,6 +65,9 @@ _ERROR_ITEM_COUNTS = (None, 0, 2, 60, 1200)
 class Operation:
     payload: dict[str, Any]
     model: BulkOperation
+    # What each tool must answer, by tool and arguments: the soak asks each operation the same few
+    # questions over and over, so each answer is computed once.
+    expected: dict[tuple[object, ...], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -156,21 +159,21 @@ def make_operation(rng: random.Random, operation_id: str, status: str | None = N
 def build_workers(
     fake: FakeKnock, clients: Sequence[Client], workers: int, operations_per_worker: int, seed: int
 ) -> list[Worker]:
-    """Put a distinct set of operations in the fake Knock for each worker."""
+    """Put a distinct set of operations in the fake Knock for each worker, as JSON encoded once."""
     rng = random.Random(seed)
     built = []
     for index in range(workers):
         owned = []
         for slot in range(operations_per_worker):
             payload = make_operation(rng, f"50a50000-0000-4000-8000-{index:06d}{slot:06d}")
-            fake.operations[payload["id"]] = payload
+            fake.operations[payload["id"]] = json.dumps(payload).encode()
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
         held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
         fake.operations[held.payload["id"]] = held
         warm_up_ids = []
         for number, _ in enumerate(Fault):
             payload = make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
-            fake.operations[payload["id"]] = payload
+            fake.operations[payload["id"]] = json.dumps(payload).encode()
             warm_up_ids.append(payload["id"])
         client = clients[index % len(clients)]
         built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_ids))
@@ -200,22 +203,15 @@ def _summary_of(operation: Operation) -> dict[str, Any]:
     return _comparable_summary(summary, operation.model.status.is_final)
 
 
-def answer_matches(
-    tool: str, operation: Operation, arguments: dict[str, Any], result: CallToolResult
-) -> bool:
-    """Whether `result` is exactly what the tool must answer for this operation, computed here with
-    the project's own pure functions (the fake Knock holds the same payload)."""
-    structured = result.structured_content
-    if structured is None:
-        return False
-    is_final = operation.model.status.is_final
+def expected_answer(tool: str, operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
+    """What `tool` must answer (for a summary tool, the part `_comparable_summary` keeps), computed
+    with the project's own pure functions from the payload the fake Knock holds."""
+    key = (tool, *sorted(arguments.items()))
+    if key in operation.expected:
+        return operation.expected[key]
     if tool in ("summarize_bulk_operation", "wait_for_bulk_operation"):
-        if tool == "wait_for_bulk_operation" and structured.get("timed_out") is is_final:
-            return False
-        return _comparable_summary(structured, is_final) == _summary_of(operation) and (
-            operation.id in text(result)
-        )
-    if tool == "get_bulk_operation":
+        expected = _summary_of(operation)
+    elif tool == "get_bulk_operation":
         view = bound_operation(
             operation.model,
             arguments.get("max_error_items", DEFAULT_MAX_ERROR_ITEMS),
@@ -225,6 +221,23 @@ def answer_matches(
     else:
         page = failed_items_page(operation.model, None, None, arguments.get("limit", MAX_ITEMS_PER_PAGE))
         expected = page.model_dump(mode="json")
+    operation.expected[key] = expected
+    return expected
+
+
+def answer_matches(
+    tool: str, operation: Operation, arguments: dict[str, Any], result: CallToolResult
+) -> bool:
+    """Whether `result` is exactly what the tool must answer for this operation (see `expected_answer`)."""
+    structured = result.structured_content
+    if structured is None:
+        return False
+    is_final = operation.model.status.is_final
+    expected = expected_answer(tool, operation, arguments)
+    if tool in ("summarize_bulk_operation", "wait_for_bulk_operation"):
+        if tool == "wait_for_bulk_operation" and structured.get("timed_out") is is_final:
+            return False
+        return _comparable_summary(structured, is_final) == expected and operation.id in text(result)
     parsed_text: object = json.loads(text(result))
     return structured == expected and parsed_text == expected
 
