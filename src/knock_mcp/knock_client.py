@@ -12,13 +12,11 @@ import logging
 import math
 import random
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from functools import cache
 from http import HTTPStatus
 from typing import NoReturn, Protocol
 
@@ -41,6 +39,7 @@ from knock_mcp.errors import (
 )
 from knock_mcp.models import BulkOperation, parse_operation_id
 from knock_mcp.settings import Settings
+from knock_mcp.tls import default_tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +102,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, seconds)
 
 
-@cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx's default TLS context (the system's CA bundle), loaded once per process: loading it costs
-    ~37 ms CPU, which every server built in the process would pay again (a test suite builds hundreds)."""
-    return httpx2.create_ssl_context()
-
-
 def build_http_client(
     settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
 ) -> httpx2.AsyncClient:
@@ -128,7 +120,7 @@ def build_http_client(
             settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)
         ),
         follow_redirects=False,
-        verify=_tls_context(),
+        verify=default_tls_context(),
         transport=transport,
     )
 
