@@ -25,6 +25,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
@@ -41,11 +42,17 @@ def free_port() -> int:
 
 
 def loopback_client(base_url: str) -> httpx2.Client:
-    """A client for plain requests to a server under test, made once per server: building one loads
-    the CA bundle, about 37 ms of CPU, which a probe every 50 ms while the server starts (or a health
-    check polled by `eventually`) would take from the server itself. It keeps no idle connection, so
-    the server's open descriptors and its drain see only what the test made."""
-    return httpx2.Client(base_url=base_url, timeout=10.0, limits=httpx2.Limits(max_keepalive_connections=0))
+    """A client for plain requests to a server under test, made once per server, so that a probe
+    every 50 ms while the server starts (or a health check polled by `eventually`) builds nothing.
+    It keeps no idle connection, so the server's open descriptors and its drain see only what the
+    test made. It shares the process's TLS context, as `client_for` does: loading the CA bundle into
+    a new one costs ~37 ms of CPU."""
+    return httpx2.Client(
+        base_url=base_url,
+        timeout=10.0,
+        limits=httpx2.Limits(max_keepalive_connections=0),
+        verify=default_tls_context(),
+    )
 
 
 class HttpServer:
@@ -188,7 +195,9 @@ async def client_for(
 ) -> AsyncIterator[Client]:
     """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        httpx2.AsyncClient(
+            headers=headers, timeout=httpx2.Timeout(30, read=60), verify=default_tls_context()
+        ) as http,
         Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client
