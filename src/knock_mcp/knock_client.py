@@ -39,6 +39,7 @@ from knock_mcp.errors import (
 )
 from knock_mcp.models import BulkOperation, parse_operation_id
 from knock_mcp.settings import Settings
+from knock_mcp.tls import default_tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def build_http_client(
             settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)
         ),
         follow_redirects=False,
+        verify=default_tls_context(),
         transport=transport,
     )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -26,16 +25,12 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 
 STARTUP_TIMEOUT = 60.0
-
-# The TLS context of every client made here, made once: without one, each new client loads the CA
-# bundle (about 37 ms of CPU), and a test may make dozens. The clients speak plain HTTP to loopback,
-# so it is never used; it trusts no certificate, so a client that did meet TLS would fail, not pass.
-UNUSED_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def free_port() -> int:
@@ -47,11 +42,16 @@ def free_port() -> int:
 
 
 def loopback_client(base_url: str) -> httpx2.Client:
-    """A client for plain requests to a server under test, made once per server rather than per
-    probe while the server starts (or per health check polled by `eventually`). It keeps no idle
-    connection, so the server's open descriptors and its drain see only what the test made."""
+    """A client for plain requests to a server under test, made once per server, so that a probe
+    every 50 ms while the server starts (or a health check polled by `eventually`) builds nothing.
+    It keeps no idle connection, so the server's open descriptors and its drain see only what the
+    test made. It shares the process's TLS context, as `client_for` does: loading the CA bundle into
+    a new one costs ~37 ms of CPU."""
     return httpx2.Client(
-        base_url=base_url, timeout=10.0, limits=httpx2.Limits(max_keepalive_connections=0), verify=UNUSED_TLS
+        base_url=base_url,
+        timeout=10.0,
+        limits=httpx2.Limits(max_keepalive_connections=0),
+        verify=default_tls_context(),
     )
 
 
@@ -195,7 +195,9 @@ async def client_for(
 ) -> AsyncIterator[Client]:
     """An MCP client of `server`; `headers` (e.g. Authorization) go with every request it makes."""
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60), verify=UNUSED_TLS) as http,
+        httpx2.AsyncClient(
+            headers=headers, timeout=httpx2.Timeout(30, read=60), verify=default_tls_context()
+        ) as http,
         Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client

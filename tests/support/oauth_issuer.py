@@ -72,7 +72,10 @@ class LoopbackIssuer:
         return self.keys[0]
 
     def __enter__(self) -> LoopbackIssuer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # A short poll, so that `shutdown` returns within 50 ms instead of the default 0.5 s.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -23,6 +23,7 @@ from mcp.server.auth.provider import AccessToken
 
 from knock_mcp.oauth.config import ACCEPT_ANY_TYP_VARIABLE, ISSUER_VARIABLE, OAuthConfig
 from knock_mcp.settings import is_loopback
+from knock_mcp.tls import default_tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,9 @@ class JwtVerifier:
     ) -> None:
         self._config = config
         # Metadata and keys are public; redirects are not followed (RFC 8414 asks for none).
-        self._client = client or httpx2.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+        self._client = client or httpx2.AsyncClient(
+            timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, verify=default_tls_context()
+        )
         self.keys = IssuerKeys(config.issuer, self._client, monotonic)
         self._clock = clock
         self._verified: dict[bytes, AccessToken] = {}
