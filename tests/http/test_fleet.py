@@ -11,8 +11,8 @@ import json
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 from mcp.types import CallToolResult
 
 from tests.support.fake_knock import Advancing, FakeKnock, Payload, Reply
-from tests.support.http_server import HttpServer, client_for, knock_env
+from tests.support.http_server import HttpServer, client_for, knock_env, started_together
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import load_fixture, stages
 from tests.support.polling import eventually
@@ -45,12 +45,10 @@ def fleet_env(fake_knock: FakeKnock, redis_server: RedisServer, **extra: str) ->
     )
 
 
-@contextmanager
 def replicas(
     count: int, env: dict[str, str], tmp_path: Path, args: Sequence[str] = ()
-) -> Iterator[list[HttpServer]]:
-    with ExitStack() as stack:
-        yield [stack.enter_context(HttpServer(env, tmp_path, args)) for _ in range(count)]
+) -> AbstractContextManager[list[HttpServer]]:
+    return started_together([HttpServer(env, tmp_path, args) for _ in range(count)])
 
 
 def stages_of(operation_id: str) -> list[Payload]:
@@ -107,10 +105,19 @@ async def test_thirty_waiters_over_three_replicas_cost_knock_what_one_replica_do
     alone, shared = operation_id(1), operation_id(2)
     for operation in (alone, shared):
         fake_knock.operations[operation] = Advancing(stages_of(operation), seconds_per_stage=1.0)
-    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as single:
-        assert await wait_on_each([single], alone, 30) == ["completed"] * 30
-    with replicas(3, fleet_env(fake_knock, redis_server), tmp_path) as fleet:
-        assert await wait_on_each(fleet, shared, 30) == ["completed"] * 30
+    single = HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path)
+    fleet = [HttpServer(fleet_env(fake_knock, redis_server), tmp_path) for _ in range(3)]
+    # The lone replica and the fleet at once, each on an operation of its own, as Knock counts per id.
+    statuses: dict[str, list[str]] = {}
+
+    async def wait_through(servers: Sequence[HttpServer], operation: str) -> None:
+        statuses[operation] = await wait_on_each(servers, operation, 30)
+
+    with started_together([single, *fleet]):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait_through, [single], alone)
+            tasks.start_soon(wait_through, fleet, shared)
+    assert statuses == {alone: ["completed"] * 30, shared: ["completed"] * 30}
     one_replica, three_replicas = len(fake_knock.requests_for(alone)), len(fake_knock.requests_for(shared))
     print(
         f"\n30 waiters: {one_replica} Knock requests with one replica, {three_replicas} with three and Redis"
@@ -420,10 +427,9 @@ async def test_a_process_with_another_fleet_secret_says_so(
     fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     other = fleet_env(fake_knock, redis_server) | {"KNOCK_MCP_FLEET_SECRET": "another-secret-" + "x" * 32}
-    with (
-        HttpServer(fleet_env(fake_knock, redis_server), tmp_path) as first,
-        HttpServer(other, tmp_path) as second,
-    ):
+    with started_together(
+        [HttpServer(fleet_env(fake_knock, redis_server), tmp_path), HttpServer(other, tmp_path)]
+    ) as (first, second):
         await eventually(lambda: all("problem" in health(server) for server in (first, second)), within=10)
         problem = health(second)["problem"]
         log = second.stderr()
