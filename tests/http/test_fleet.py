@@ -1,28 +1,26 @@
 """A fleet of real knock-mcp HTTP processes sharing one real Redis, against the fake Knock: one
 request per question however many replicas are asked, one poll loop per operation, news heard by
-every replica, a takeover when the poller dies, a fleet-wide budget, Redis as help and not a
-dependency, and values in Redis that are signed and checked."""
+every replica, a takeover when the poller dies, a fleet-wide budget, and Redis as help and not a
+dependency. What a process does with values in Redis it did not write: tests/http/test_fleet_integrity.py."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import time
 import zlib
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp.types import CallToolResult
 
 from tests.support.fake_knock import Advancing, FakeKnock, Payload, Reply
+from tests.support.fleet import completed_as, fleet_env, health, operation_id, replicas, structured
 from tests.support.http_server import HttpServer, client_for, knock_env, started_together
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
-from tests.support.payloads import load_fixture, stages
+from tests.support.payloads import stages
 from tests.support.polling import eventually
 from tests.support.redis_server import FLEET_SECRET, RedisServer
 from tests.support.results import outcome
@@ -31,47 +29,9 @@ from tests.support.results import outcome
 # things take: one at a time, in a chain of their own (see tests/conftest.py).
 pytestmark = [pytest.mark.anyio, pytest.mark.serial("fleet")]
 
-COMPLETED = load_fixture("completed")
-
-
-def fleet_env(fake_knock: FakeKnock, redis_server: RedisServer, **extra: str) -> dict[str, str]:
-    return knock_env(
-        fake_knock,
-        KNOCK_MCP_REDIS_URL=redis_server.url,
-        KNOCK_MCP_FLEET_SECRET=FLEET_SECRET,
-        KNOCK_MCP_CALL_DEADLINE="30",
-        **extra,
-    )
-
-
-def replicas(
-    count: int, env: dict[str, str], tmp_path: Path, args: Sequence[str] = ()
-) -> AbstractContextManager[list[HttpServer]]:
-    return started_together([HttpServer(env, tmp_path, args) for _ in range(count)])
-
 
 def stages_of(operation_id: str) -> list[Payload]:
     return [stage | {"id": operation_id} for stage in stages()]
-
-
-def completed_as(operation_id: str) -> Payload:
-    return COMPLETED | {"id": operation_id}
-
-
-def operation_id(number: int) -> str:
-    return f"f1ee7000-0000-4000-8000-{number:012d}"
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None
-    return content
-
-
-def health(server: HttpServer) -> dict[str, Any]:
-    report: dict[str, Any] = server.http.get("/healthz").json()["fleet"]
-    return report
 
 
 async def wait_on_each(
@@ -382,69 +342,3 @@ async def test_the_fleet_keeps_to_one_budget_per_key_and_honours_one_retry_after
     afterwards = [seen.at for seen in fake_knock.requests if seen.at > told_at]
     assert len(afterwards) == 3  # the limited call's retry and the other replicas' reads
     assert min(afterwards) - told_at >= retry_after - 0.1
-
-
-async def test_a_value_altered_in_redis_is_refused_and_knock_asked_instead(
-    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    final = operation_id(500)
-    fake_knock.operations[final] = completed_as(final)
-    with replicas(2, fleet_env(fake_knock, redis_server), tmp_path) as (first, second):
-        async with client_for(first, "auto") as client:
-            original = structured(await client.call_tool("get_bulk_operation", {"id": final}))
-        with redis_server.client() as inspect:
-            stored = [
-                name
-                for name in inspect.scan_iter(match=f"*{final}*")
-                if name.endswith((b":final", b":snapshot"))
-            ]
-            assert len(stored) == 2
-            genuine = inspect.get(stored[0])
-            assert isinstance(genuine, bytes)
-            for name in stored:
-                value = inspect.get(name)
-                assert isinstance(value, bytes)
-                head, body = value[:60], value[60:]
-                altered = json.loads(zlib.decompress(body)) | {"success_count": 999_999}
-                inspect.set(name, head + zlib.compress(json.dumps(altered).encode()), keepttl=True)
-            # A genuine, signed value copied under another operation's name is refused too.
-            elsewhere = operation_id(501)
-            fake_knock.operations[elsewhere] = completed_as(elsewhere)
-            inspect.set(stored[0].replace(final.encode(), elsewhere.encode()), genuine, px=60_000)
-        async with client_for(second, "auto") as client:
-            answer = structured(await client.call_tool("get_bulk_operation", {"id": final}))
-            moved = structured(await client.call_tool("get_bulk_operation", {"id": elsewhere}))
-        refused = health(second)["refused_values"]
-        log = second.stderr()
-    assert answer == original
-    assert answer["operation"]["success_count"] == COMPLETED["success_count"]
-    assert moved["operation"]["id"] == elsewhere
-    assert len(fake_knock.requests_for(final)) == 2
-    assert len(fake_knock.requests_for(elsewhere)) == 1
-    assert refused >= 2
-    assert "Refused a value read from Redis (its signature does not match" in log
-
-
-async def test_another_fleet_secret_is_reported_and_garbage_among_the_secrets_stops_no_process(
-    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    """The set where each process notices another fleet's secret is the one key outside the fleet's
-    signed namespace: anyone who can write to Redis can add to it, and the heartbeat that reads it
-    must keep going through what it finds there."""
-    redis_server.client().zadd("knock-mcp:fleet-secrets", {b"\xff\xfe not text": time.time() + 3600})
-    fake_knock.operations[COMPLETED["id"]] = COMPLETED
-    other = fleet_env(fake_knock, redis_server) | {"KNOCK_MCP_FLEET_SECRET": "another-secret-" + "x" * 32}
-    with started_together(
-        [HttpServer(fleet_env(fake_knock, redis_server), tmp_path), HttpServer(other, tmp_path)]
-    ) as (first, second):
-        await eventually(lambda: all("problem" in health(server) for server in (first, second)), within=10)
-        problem = health(second)["problem"]
-        log = second.stderr()
-        # The heartbeat read the garbage, and the process still serves calls and still shares.
-        async with client_for(first, "auto") as client:
-            summary = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED["id"]})
-        assert not summary.is_error, summary.content
-        assert health(first)["sharing"] is True
-    assert "different KNOCK_MCP_FLEET_SECRET" in problem
-    assert "different KNOCK_MCP_FLEET_SECRET" in log
-    assert "another-secret" not in log
