@@ -3,9 +3,13 @@ sockets, the SDK's HTTP client in both protocol eras, and the loopback fake Knoc
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -15,11 +19,11 @@ from mcp import Client
 from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
 from knock_mcp.demo import DEMO_OPERATIONS
 from tests.support.eras import ERAS
-from tests.support.fake_knock import FakeKnock, Reply
+from tests.support.fake_knock import FakeKnock
 from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import load_fixture
-from tests.support.polling import wait_for_requests
+from tests.support.polling import eventually
 from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
@@ -296,20 +300,47 @@ async def test_a_hundred_concurrent_calls_are_all_answered(fake_knock: FakeKnock
     assert asked == dict.fromkeys(ERAS, 100)
 
 
+# Each way a call ends while Knock stalls: cancelled in 2026-07-28 (the client stays connected), walked
+# away from in either era (in 2025-11-25 a disconnect is the cancel), or left running (None).
+CALL_ENDINGS: list[tuple[str, str | None]] = [
+    ("auto", "cancel"),
+    ("auto", "disconnect"),
+    ("legacy", "disconnect"),
+    ("auto", None),
+    ("legacy", None),
+]
+
+
+def stalled_once(payload: dict[str, Any], seconds: float) -> Callable[[], dict[str, Any]]:
+    """An operation whose first answer Knock holds for `seconds` (in the fake's thread for that
+    request); later ones come at once."""
+    answers = itertools.count()
+
+    def answer() -> dict[str, Any]:
+        if next(answers) == 0:
+            time.sleep(seconds)
+        return payload
+
+    return answer
+
+
 @pytest.mark.serial
-@pytest.mark.parametrize(
-    ("mode", "stop"),
-    [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect"), ("auto", None), ("legacy", None)],
-)
 async def test_a_cancelled_or_abandoned_call_stops_its_work_upstream(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str, stop: str | None
+    fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     """Knock stalls past the 1 s attempt timeout: a call left running retries (a second request
     after ~1.5 s); one that the client cancelled (2026-07-28) or walked away from (either era: in
-    2025-11-25 a disconnect is the cancel) makes no second request."""
+    2025-11-25 a disconnect is the cancel) makes no second request. Every way at once, against one
+    server, each on an operation of its own, so the 3 s that show no retry came pass once."""
     env = knock_env(fake_knock, KNOCK_TIMEOUT="1", KNOCK_MAX_RETRIES="2")
-    fake_knock.fail_next(Reply(stall_seconds=4))
-    with HttpServer(env, tmp_path) as server:
+    operations = {
+        way: f"5ca11ed0-0000-4000-8000-00000000000{number}" for number, way in enumerate(CALL_ENDINGS)
+    }
+    for operation in operations.values():
+        fake_knock.operations[operation] = stalled_once(load_fixture("completed") | {"id": operation}, 4)
+    asked: dict[tuple[str, str | None], int] = {}
+
+    async def end_call(mode: str, stop: str | None, operation: str) -> None:
         async with anyio.create_task_group() as tasks:
             connection = anyio.CancelScope()
 
@@ -319,12 +350,12 @@ async def test_a_cancelled_or_abandoned_call_stops_its_work_upstream(
                         await client.list_tools()
                         with anyio.CancelScope() as call_scope:
                             tasks.start_soon(cancel_when_knock_is_asked, call_scope)
-                            await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+                            await client.call_tool("get_bulk_operation", {"id": operation})
                         if stop == "cancel":
                             await anyio.sleep(3)  # connected throughout: only the call was cancelled
 
             async def cancel_when_knock_is_asked(call_scope: anyio.CancelScope) -> None:
-                await wait_for_requests(fake_knock, 1)
+                await eventually(lambda: len(fake_knock.requests_for(operation)) >= 1, within=30)
                 if stop == "cancel":
                     call_scope.cancel()
                 elif stop == "disconnect":
@@ -333,5 +364,11 @@ async def test_a_cancelled_or_abandoned_call_stops_its_work_upstream(
             tasks.start_soon(call)
         if stop == "disconnect":
             await anyio.sleep(3)  # well past the attempt timeout and the backoff before a retry
-        assert len(fake_knock.requests) == (1 if stop else 2)
+        asked[mode, stop] = len(fake_knock.requests_for(operation))
+
+    with HttpServer(env, tmp_path) as server:
+        async with anyio.create_task_group() as ways:
+            for (mode, stop), operation in operations.items():
+                ways.start_soon(end_call, mode, stop, operation)
+    assert asked == {(mode, stop): 1 if stop else 2 for mode, stop in CALL_ENDINGS}
     assert "Traceback" not in server.stderr()

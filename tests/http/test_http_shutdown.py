@@ -111,7 +111,7 @@ async def test_a_call_still_running_at_the_shutdown_timeout_is_cancelled(
     operation_id = "5eeeeeee-0000-4000-8000-000000000000"
     fake_knock.operations[operation_id] = partial(slowly, load_fixture("completed"), seconds=30)
     env = knock_env(fake_knock, KNOCK_TIMEOUT="60", KNOCK_MCP_CALL_DEADLINE="120")
-    with HttpServer(env, tmp_path, ["--shutdown-timeout", "2"]) as server:
+    with HttpServer(env, tmp_path, ["--shutdown-timeout", "1"]) as server:
         async with anyio.create_task_group() as tasks:
 
             async def call() -> None:
@@ -129,5 +129,5 @@ async def test_a_call_still_running_at_the_shutdown_timeout_is_cancelled(
             assert time.monotonic() - terminated < 15, "the shutdown timeout should bound the drain"
     assert exit_code in (0, -signal.SIGTERM)
     logged = server.stderr()
-    assert "Cancelling 1 request(s) still running after 2 s" in logged
+    assert "Cancelling 1 request(s) still running after 1 s" in logged
     assert "Traceback" not in logged

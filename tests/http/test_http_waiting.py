@@ -63,29 +63,46 @@ async def test_progress_of_a_wait_arrives_over_http(fake_knock: FakeKnock, tmp_p
             assert notes[-1][2] == "completed: 1,000 of 1,000 rows, 5 failed", mode
 
 
+# Each way a client abandons a wait: cancelled in 2026-07-28 (the client stays connected), or walked
+# away from in either era (in 2025-11-25 a disconnect is the cancel).
+ABANDONS = [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect")]
+
+
 @pytest.mark.serial
-@pytest.mark.parametrize(
-    ("mode", "stop"), [("auto", "cancel"), ("auto", "disconnect"), ("legacy", "disconnect")]
-)
-async def test_a_wait_abandoned_over_http_stops_polling_knock(
-    fake_knock: FakeKnock, tmp_path: Path, mode: str, stop: str
-) -> None:
-    fake_knock.operations[LIVE_ID] = Advancing(stages(), seconds_per_stage=600)  # stays queued
-    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as server:
+async def test_a_wait_abandoned_over_http_stops_polling_knock(fake_knock: FakeKnock, tmp_path: Path) -> None:
+    """Every way at once, against one server, each on an operation of its own: the quiet that shows a
+    loop stopped lasts several poll intervals, and the ways need not wait it out one after another."""
+    operations = {way: f"5eed0000-0000-4000-8000-00000000010{number}" for number, way in enumerate(ABANDONS)}
+    for operation in operations.values():
+        # Stays queued.
+        fake_knock.operations[operation] = Advancing(
+            [stage | {"id": operation} for stage in stages()], seconds_per_stage=600
+        )
+    asked: dict[tuple[str, str], tuple[int, int]] = {}
+
+    async def abandon(mode: str, stop: str, operation: str) -> None:
         connection = anyio.CancelScope()
         with connection:
             async with client_for(server, mode) as client, anyio.create_task_group() as tasks:
                 await client.list_tools()
-                tasks.start_soon(client.call_tool, "wait_for_bulk_operation", {"id": LIVE_ID})
-                await eventually(lambda: len(fake_knock.requests_for(LIVE_ID)) >= 3, within=30)
+                tasks.start_soon(client.call_tool, "wait_for_bulk_operation", {"id": operation})
+                await eventually(lambda: len(fake_knock.requests_for(operation)) >= 3, within=30)
                 if stop == "cancel":
                     tasks.cancel_scope.cancel()  # the client stays connected
                 else:
                     connection.cancel()
         await anyio.sleep(POLL_INTERVAL * 1.5)  # a poll already under way may still land
-        settled = len(fake_knock.requests_for(LIVE_ID))
+        settled = len(fake_knock.requests_for(operation))
         await anyio.sleep(POLL_INTERVAL * 4)
-        assert len(fake_knock.requests_for(LIVE_ID)) == settled
+        asked[mode, stop] = (settled, len(fake_knock.requests_for(operation)))
+
+    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as server:
+        async with anyio.create_task_group() as tasks:
+            for (mode, stop), operation in operations.items():
+                tasks.start_soon(abandon, mode, stop, operation)
+    for way in ABANDONS:
+        settled, later = asked[way]
+        assert later == settled, f"{way}: Knock was still polled after the wait was abandoned"
     assert "Traceback" not in server.stderr()
 
 

@@ -16,8 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -84,26 +84,36 @@ class HttpServer:
         self.http: httpx2.Client
 
     def __enter__(self) -> HttpServer:
+        self.launch()
+        self.wait_until_answering()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def launch(self) -> None:
+        """Start the process and return at once; `wait_until_answering` waits for it to serve."""
+        self.http = loopback_client(self.url)
         self._stderr = self._stderr_path.open("w")
         self.process = subprocess.Popen(
             self._argv, env=self._env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr
         )
-        self.http = loopback_client(self.url)
+
+    def wait_until_answering(self) -> None:
+        """Return once /healthz answers; stop the process and raise if it exits or never answers."""
+        assert self.process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr()}")
             try:
                 if self.http.get("/healthz", timeout=1.0).status_code == 200:
-                    return self
+                    return
             except httpx2.TransportError:
                 pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not answer /healthz within {STARTUP_TIMEOUT:g} s:\n{self.stderr()}")
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int:
@@ -120,8 +130,17 @@ class HttpServer:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.running:
             self.terminate()
+        self.reap()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def reap(self) -> None:
+        """Wait for a process told to stop (killing it after 30 s), and close its log and client."""
+        if self.process is not None:
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
@@ -130,10 +149,32 @@ class HttpServer:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-        self.http.close()
+            self.http.close()
 
     def stderr(self) -> str:
         return self._stderr_path.read_text()
+
+
+@contextmanager
+def started_together(servers: Sequence[HttpServer]) -> Iterator[list[HttpServer]]:
+    """`servers`, started at once and stopped at once. A start is about a second of CPU importing
+    `mcp`, and on a loaded machine mostly a wait for a core: started one after another, a test with
+    three servers waits three times over. Each server gets SIGTERM once (a second one would make
+    uvicorn skip its graceful shutdown)."""
+    launched: list[HttpServer] = []
+    try:
+        for server in servers:
+            server.launch()
+            launched.append(server)
+        for server in servers:
+            server.wait_until_answering()
+        yield list(servers)
+    finally:
+        for server in launched:
+            if server.running:
+                server.terminate()
+        for server in launched:
+            server.reap()
 
 
 # A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.

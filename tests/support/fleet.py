@@ -1,0 +1,55 @@
+"""A fleet of real knock-mcp HTTP processes sharing one real Redis, as the fleet tests start and
+question it: its environment, its replicas started together, operation ids of its own, and what a
+replica answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from mcp.types import CallToolResult
+
+from tests.support.fake_knock import FakeKnock, Payload
+from tests.support.http_server import HttpServer, knock_env, started_together
+from tests.support.payloads import load_fixture
+from tests.support.redis_server import FLEET_SECRET, RedisServer
+
+COMPLETED = load_fixture("completed")
+
+
+def fleet_env(fake_knock: FakeKnock, redis_server: RedisServer, **extra: str) -> dict[str, str]:
+    return knock_env(
+        fake_knock,
+        KNOCK_MCP_REDIS_URL=redis_server.url,
+        KNOCK_MCP_FLEET_SECRET=FLEET_SECRET,
+        KNOCK_MCP_CALL_DEADLINE="30",
+        **extra,
+    )
+
+
+def replicas(
+    count: int, env: dict[str, str], tmp_path: Path, args: Sequence[str] = ()
+) -> AbstractContextManager[list[HttpServer]]:
+    return started_together([HttpServer(env, tmp_path, args) for _ in range(count)])
+
+
+def completed_as(operation_id: str) -> Payload:
+    return COMPLETED | {"id": operation_id}
+
+
+def operation_id(number: int) -> str:
+    return f"f1ee7000-0000-4000-8000-{number:012d}"
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
+
+
+def health(server: HttpServer) -> dict[str, Any]:
+    report: dict[str, Any] = server.http.get("/healthz").json()["fleet"]
+    return report
