@@ -120,7 +120,9 @@ def build_http_client(
             settings.attempt_timeout, connect=min(CONNECT_TIMEOUT, settings.attempt_timeout)
         ),
         follow_redirects=False,
-        verify=default_tls_context(),
+        # With a transport of its own (the demo, in-memory tests) the client never opens a TLS
+        # connection: no CA bundle to load, and a bad SSL_CERT_FILE cannot stop the demo.
+        verify=default_tls_context() if transport is None else True,
         transport=transport,
     )
 

@@ -128,6 +128,31 @@ def test_a_uuid_buried_in_a_pasted_path_is_suggested() -> None:
         parse_operation_id("https://api.knock.app/v1/bulk_operations/123E4567-e89b-12d3-a456-426614174000")
 
 
+@pytest.mark.parametrize(
+    ("pasted", "suggested"),
+    [
+        ("123e4567-e89b-12d3-a456-426614174000 and more", "123e4567-e89b-12d3-a456-426614174000"),
+        # Middles that lead nowhere before the UUID, one of them overlapping its start.
+        ("a-0000-b-1111-" + "123E4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        ("x-1234-123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        # Two UUIDs: the first is suggested.
+        (
+            "00000000-0000-4000-8000-000000000001/00000000-0000-4000-8000-000000000002",
+            "00000000-0000-4000-8000-000000000001",
+        ),
+    ],
+)
+def test_the_first_buried_uuid_is_suggested_past_any_decoy(pasted: str, suggested: str) -> None:
+    with pytest.raises(InvalidOperationId, match=f"Did you mean {suggested}"):
+        parse_operation_id(pasted)
+
+
+def test_no_uuid_behind_many_decoys_is_no_suggestion() -> None:
+    with pytest.raises(InvalidOperationId) as raised:
+        parse_operation_id("a-0000-" * 1000 + "0" * 1000)
+    assert "Did you mean" not in str(raised.value)
+
+
 def test_long_input_is_shortened_in_the_error() -> None:
     with pytest.raises(InvalidOperationId) as raised:
         parse_operation_id("x" * 10_000)

@@ -329,8 +329,10 @@ async def test_the_fleet_keeps_to_one_budget_per_key_and_honours_one_retry_after
         limited, others = operation_id(400), [operation_id(401), operation_id(402)]
         for final in (limited, *others):
             fake_knock.operations[final] = completed_as(final)
-        # Retry-After counts whole seconds: one is the shortest hold-off Knock can ask for.
-        retry_after = 1
+        # Two seconds, not the shortest one Knock can ask for: the other replicas' reads begin 0.2 s
+        # after it plus their MCP clients' set-up, which on a loaded machine can take most of a second,
+        # so a hold-off of one second could pass unshared.
+        retry_after = 2
         fake_knock.fail_next(Reply(429, b'{"message": "slow down"}', {"Retry-After": str(retry_after)}))
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(read, fleet[0], [limited])

@@ -1,6 +1,7 @@
 """What a fleet process does with what it finds in Redis and did not write itself: a value altered,
 or a genuine one moved under another operation's name, is refused and Knock asked instead; another
-fleet's secret is reported; garbage among the secrets stops nothing.
+fleet's secret is reported; garbage among the secrets stops nothing. And a server without Redis never
+loads the Redis client.
 
 Unlike tests/http/test_fleet.py these bound no time and count only Knock's requests for calls made one
 after another, so they need no chain of their own and run on any worker."""
@@ -8,10 +9,12 @@ after another, so they need no chain of their own and run on any worker."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 import zlib
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.support.fake_knock import FakeKnock
@@ -87,3 +90,17 @@ async def test_another_fleet_secret_is_reported_and_garbage_among_the_secrets_st
     assert "different KNOCK_MCP_FLEET_SECRET" in problem
     assert "different KNOCK_MCP_FLEET_SECRET" in log
     assert "another-secret" not in log
+
+
+@pytest.mark.anyio
+async def test_without_redis_the_server_never_loads_the_redis_client() -> None:
+    script = """
+import sys
+from knock_mcp.http.app import build_app
+from knock_mcp.http.config import load_http_config
+build_app(load_http_config({}), {"KNOCK_API_KEY": "sk_test_x"})
+loaded = [name for name in sys.modules if name == "redis" or name.startswith("redis.")]
+assert not loaded, loaded
+"""
+    completed = await anyio.run_process([sys.executable, "-c", script], check=False)
+    assert completed.returncode == 0, completed.stderr.decode()

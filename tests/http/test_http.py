@@ -28,7 +28,6 @@ from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
-COMPLETED_ID = load_fixture("completed")["id"]
 AUTH_TOKEN = "t0ken-for-tests-only-0123456789-abcdefghijklmnop"
 
 

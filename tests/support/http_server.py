@@ -105,6 +105,7 @@ class HttpServer:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr()}")
             try:
                 if self.http.get("/healthz", timeout=1.0).status_code == 200:
