@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx2
 from mcp import Client
@@ -53,6 +53,24 @@ def loopback_client(base_url: str) -> httpx2.Client:
         limits=httpx2.Limits(max_keepalive_connections=0),
         verify=default_tls_context(),
     )
+
+
+def wait_until_answering(
+    process: subprocess.Popen[Any], client: httpx2.Client, url: str, timeout: float, log: Callable[[], str]
+) -> None:
+    """Return once GET `url` through `client` answers 200; raise, with what `process` logged, if it
+    exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log()}")
+        try:
+            if client.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{process.args!r} did not answer {url} within {timeout:g} s:\n{log()}")
 
 
 class HttpServer:
@@ -102,19 +120,11 @@ class HttpServer:
     def wait_until_answering(self) -> None:
         """Return once /healthz answers; stop the process and raise if it exits or never answers."""
         assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr()}")
-            try:
-                if self.http.get("/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not answer /healthz within {STARTUP_TIMEOUT:g} s:\n{self.stderr()}")
+        try:
+            wait_until_answering(self.process, self.http, "/healthz", STARTUP_TIMEOUT, self.stderr)
+        except RuntimeError:
+            self.stop()
+            raise
 
     @property
     def pid(self) -> int:

