@@ -35,8 +35,9 @@ from tests.support.polling import eventually
 from tests.support.redis_server import FLEET_SECRET, RedisServer
 from tests.support.results import outcome
 
-# Each test runs two or three servers and a Redis, counts Knock's requests and some bound how long
-# things take: one at a time, in a chain of their own (see tests/conftest.py).
+# Each test runs two or three servers and a Redis (or asks the fleet some of them share), counts
+# Knock's requests and some bound how long things take: one at a time, in a chain of their own (see
+# tests/conftest.py).
 pytestmark = [pytest.mark.anyio, pytest.mark.serial("fleet")]
 
 
