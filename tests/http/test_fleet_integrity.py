@@ -4,8 +4,8 @@ fleet's secret is reported; garbage among the secrets stops nothing. And a serve
 loads the Redis client.
 
 Unlike tests/http/test_fleet.py these bound no time and count only Knock's requests for calls made one
-after another, so they need no chain of their own; they run on one worker, any, as a group, so that
-they start the fleet they share once."""
+after another, so they need no chain of their own; those sharing a fleet run together on any one
+worker."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ from tests.support.fleet import (
 from tests.support.http_server import HttpServer, client_for
 from tests.support.polling import eventually
 
-pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("fleet_integrity")]
+pytestmark = pytest.mark.anyio
+# The tests that share `fleet_of_two` run on one worker, so that it starts once.
+sharing_the_fleet = pytest.mark.xdist_group("fleet_integrity")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def fleet_of_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedFle
         yield fleet
 
 
+@sharing_the_fleet
 async def test_a_value_altered_in_redis_is_refused_and_knock_asked_instead(fleet_of_two: SharedFleet) -> None:
     fake_knock, redis_server, (first, second) = fleet_of_two.knock, fleet_of_two.redis, fleet_of_two.replicas
     final = operation_id(500)
@@ -81,6 +84,7 @@ async def test_a_value_altered_in_redis_is_refused_and_knock_asked_instead(fleet
     assert "Refused a value read from Redis (its signature does not match" in log
 
 
+@sharing_the_fleet
 async def test_another_fleet_secret_is_reported_and_garbage_among_the_secrets_stops_no_process(
     fleet_of_two: SharedFleet, tmp_path: Path
 ) -> None:
