@@ -39,8 +39,8 @@ sharing_the_fleet = pytest.mark.xdist_group("fleet_integrity")
 
 @pytest.fixture(scope="module")
 def fleet_of_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedFleet]:
-    """Two replicas that the tests asking them questions share (a replica costs about a second of CPU
-    just to start); a test that needs a replica set up otherwise starts it itself."""
+    """Two replicas that the tests asking them questions share (a replica costs one to two seconds of
+    CPU just to start); a test that needs a replica set up otherwise starts it itself."""
     with shared_fleet(2, tmp_path_factory.mktemp("fleet")) as fleet:
         yield fleet
 

@@ -39,7 +39,7 @@ def replicas(
 @dataclass(frozen=True)
 class SharedFleet:
     """Replicas, their fake Knock and their Redis, started once for the tests of a module that neither
-    stop nor reconfigure any of them: a replica costs about a second of CPU just to start. Those tests
+    stop nor reconfigure any of them: a replica costs one to two seconds of CPU just to start. Those tests
     stay apart by asking about operation ids of their own, and count Knock's requests per id."""
 
     knock: FakeKnock
