@@ -1,7 +1,8 @@
-"""A fleet of real knock-mcp HTTP processes sharing one real Redis, against the fake Knock: one
-request per question however many replicas are asked, one poll loop per operation, news heard by
-every replica, a takeover when the poller dies, a fleet-wide budget, and Redis as help and not a
-dependency. What a process does with values in Redis it did not write: tests/http/test_fleet_integrity.py."""
+"""A fleet of real knock-mcp HTTP processes sharing one real Redis, against the fake Knock: news heard
+by every replica, a takeover when the poller dies, a fleet-wide budget, Redis as help and not a
+dependency, and, last, over a fleet those tests share, one poll loop per operation and one request
+per question however many replicas are asked. What a process does with values in Redis it did not
+write: tests/http/test_fleet_integrity.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import itertools
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,37 @@ import anyio
 import pytest
 
 from tests.support.fake_knock import Advancing, FakeKnock, Payload, Reply
-from tests.support.fleet import completed_as, fleet_env, health, operation_id, replicas, structured
-from tests.support.http_server import HttpServer, client_for, knock_env, started_together
+from tests.support.fleet import (
+    SharedFleet,
+    completed_as,
+    fleet_env,
+    health,
+    operation_id,
+    replicas,
+    shared_fleet,
+    structured,
+)
+from tests.support.http_server import HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import stages
 from tests.support.polling import eventually
 from tests.support.redis_server import FLEET_SECRET, RedisServer
 from tests.support.results import outcome
 
-# Each test runs two or three servers and a Redis, counts Knock's requests and some bound how long
-# things take: one at a time, in a chain of their own (see tests/conftest.py).
+# Each test runs two or three servers and a Redis (or asks the fleet some of them share), counts
+# Knock's requests and some bound how long things take: one at a time, in a chain of their own (see
+# tests/conftest.py).
 pytestmark = [pytest.mark.anyio, pytest.mark.serial("fleet")]
+
+
+@pytest.fixture(scope="module")
+def fleet_of_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedFleet]:
+    """Three replicas for the tests that only ask them questions: each of the others kills a replica,
+    stops Redis or starts its replicas with settings of its own, and so starts a fleet of its own.
+    The tests that share it come last in this file, so that it idles through none of the others
+    (it stops when the module's last test is done)."""
+    with shared_fleet(3, tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
 
 
 def stages_of(operation_id: str) -> list[Payload]:
@@ -56,74 +77,6 @@ async def wait_on_each(
         for index, server in enumerate(servers):
             tasks.start_soon(wait_through, server, waiters // len(servers) + (index < waiters % len(servers)))
     return statuses
-
-
-async def test_thirty_waiters_over_three_replicas_cost_knock_what_one_replica_does(
-    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    alone, shared = operation_id(1), operation_id(2)
-    for operation in (alone, shared):
-        fake_knock.operations[operation] = Advancing(stages_of(operation), seconds_per_stage=1.0)
-    single = HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path)
-    fleet = [HttpServer(fleet_env(fake_knock, redis_server), tmp_path) for _ in range(3)]
-    # The lone replica and the fleet at once, each on an operation of its own, as Knock counts per id.
-    statuses: dict[str, list[str]] = {}
-
-    async def wait_through(servers: Sequence[HttpServer], operation: str) -> None:
-        statuses[operation] = await wait_on_each(servers, operation, 30)
-
-    with started_together([single, *fleet]):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(wait_through, [single], alone)
-            tasks.start_soon(wait_through, fleet, shared)
-    assert statuses == {alone: ["completed"] * 30, shared: ["completed"] * 30}
-    one_replica, three_replicas = len(fake_knock.requests_for(alone)), len(fake_knock.requests_for(shared))
-    print(
-        f"\n30 waiters: {one_replica} Knock requests with one replica, {three_replicas} with three and Redis"
-    )
-    assert three_replicas <= 1.25 * one_replica
-
-
-async def test_a_hundred_questions_about_a_final_operation_over_three_replicas_cost_one_request(
-    fake_knock: FakeKnock, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    final = operation_id(3)
-    fake_knock.operations[final] = completed_as(final)
-    tools = ["summarize_bulk_operation", "get_bulk_operation", "list_failed_items"]
-    answers: list[dict[str, Any]] = []
-    with replicas(3, fleet_env(fake_knock, redis_server), tmp_path) as fleet:
-
-        async def ask(server: HttpServer, questions: int, offset: int) -> None:
-            async with client_for(server, "auto") as client, anyio.create_task_group() as tasks:
-
-                async def one(number: int) -> None:
-                    answers.append(structured(await client.call_tool(tools[number % 3], {"id": final})))
-
-                for number in range(questions):
-                    tasks.start_soon(one, offset + number)
-
-        async with anyio.create_task_group() as tasks:
-            for index, server in enumerate(fleet):
-                tasks.start_soon(ask, server, 34 if index == 0 else 33, index * 34)
-        assert all(health(server)["sharing"] for server in fleet)
-        logs = [server.stderr() for server in fleet]
-    assert len(answers) == 100
-    assert len(fake_knock.requests_for(final)) == 1
-    # Redis holds no Knock key, in its key names or (compressed or not) in its values.
-    with redis_server.client() as inspect:
-        names = list(inspect.scan_iter())
-        assert any(name.endswith(b":final") for name in names)
-        for name in names:
-            assert SECRET.encode() not in name
-            assert inspect.pttl(name) > 0, f"{name!r} has no TTL"
-            if inspect.type(name) != b"string":
-                continue
-            value = inspect.get(name)
-            assert isinstance(value, bytes)
-            readable = zlib.decompress(value[60:]) if value.startswith(b"KMF1") else value
-            assert SECRET.encode() not in value
-            assert SECRET.encode() not in readable
-    assert all(SECRET not in log and FLEET_SECRET not in log for log in logs)
 
 
 async def test_a_listener_hears_what_another_replica_polls_and_only_for_its_own_key(
@@ -344,3 +297,71 @@ async def test_the_fleet_keeps_to_one_budget_per_key_and_honours_one_retry_after
     afterwards = [seen.at for seen in fake_knock.requests if seen.at > told_at]
     assert len(afterwards) == 3  # the limited call's retry and the other replicas' reads
     assert min(afterwards) - told_at >= retry_after - 0.1
+
+
+async def test_thirty_waiters_over_three_replicas_cost_knock_what_one_replica_does(
+    fleet_of_three: SharedFleet, tmp_path: Path
+) -> None:
+    fake_knock, fleet = fleet_of_three.knock, fleet_of_three.replicas
+    alone, shared = operation_id(1), operation_id(2)
+    for operation in (alone, shared):
+        fake_knock.operations[operation] = Advancing(stages_of(operation), seconds_per_stage=1.0)
+    # The lone replica and the fleet at once, each on an operation of its own, as Knock counts per id.
+    statuses: dict[str, list[str]] = {}
+
+    async def wait_through(servers: Sequence[HttpServer], operation: str) -> None:
+        statuses[operation] = await wait_on_each(servers, operation, 30)
+
+    with HttpServer(knock_env(fake_knock, KNOCK_MCP_CALL_DEADLINE="30"), tmp_path) as single:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait_through, [single], alone)
+            tasks.start_soon(wait_through, fleet, shared)
+    assert statuses == {alone: ["completed"] * 30, shared: ["completed"] * 30}
+    one_replica, three_replicas = len(fake_knock.requests_for(alone)), len(fake_knock.requests_for(shared))
+    print(
+        f"\n30 waiters: {one_replica} Knock requests with one replica, {three_replicas} with three and Redis"
+    )
+    assert three_replicas <= 1.25 * one_replica
+
+
+async def test_a_hundred_questions_about_a_final_operation_over_three_replicas_cost_one_request(
+    fleet_of_three: SharedFleet,
+) -> None:
+    fake_knock, redis_server, fleet = fleet_of_three.knock, fleet_of_three.redis, fleet_of_three.replicas
+    final = operation_id(3)
+    fake_knock.operations[final] = completed_as(final)
+    tools = ["summarize_bulk_operation", "get_bulk_operation", "list_failed_items"]
+    answers: list[dict[str, Any]] = []
+
+    async def ask(server: HttpServer, questions: int, offset: int) -> None:
+        async with client_for(server, "auto") as client, anyio.create_task_group() as tasks:
+
+            async def one(number: int) -> None:
+                answers.append(structured(await client.call_tool(tools[number % 3], {"id": final})))
+
+            for number in range(questions):
+                tasks.start_soon(one, offset + number)
+
+    async with anyio.create_task_group() as tasks:
+        for index, server in enumerate(fleet):
+            tasks.start_soon(ask, server, 34 if index == 0 else 33, index * 34)
+    assert all(health(server)["sharing"] for server in fleet)
+    # What the replicas have logged so far, since they started: this test's calls among them.
+    logs = [server.stderr() for server in fleet]
+    assert len(answers) == 100
+    assert len(fake_knock.requests_for(final)) == 1
+    # Redis holds no Knock key, in its key names or (compressed or not) in its values.
+    with redis_server.client() as inspect:
+        names = list(inspect.scan_iter())
+        assert any(name.endswith(b":final") for name in names)
+        for name in names:
+            assert SECRET.encode() not in name
+            assert inspect.pttl(name) > 0, f"{name!r} has no TTL"
+            if inspect.type(name) != b"string":
+                continue
+            value = inspect.get(name)
+            assert isinstance(value, bytes)
+            readable = zlib.decompress(value[60:]) if value.startswith(b"KMF1") else value
+            assert SECRET.encode() not in value
+            assert SECRET.encode() not in readable
+    assert all(SECRET not in log and FLEET_SECRET not in log for log in logs)
