@@ -28,7 +28,8 @@ def test_version_and_help() -> None:
 
 
 # Each command line, its exit status, and what it must answer without: `mcp` (most of a second of
-# CPU to import), and for all but the HTTP option, the pydantic and httpx2 of the options' parsers.
+# CPU to import), and for all but the HTTP option and `call` (`call --help` and a mistake in a call,
+# which read the tools' arguments with pydantic), the pydantic and httpx2 of the options' parsers.
 _ANSWERED_BEFORE_SERVING = """
 import contextlib, io, os, sys
 from knock_mcp.cli import main
@@ -53,6 +54,11 @@ assert exit_status("call", "get_bulk_operation") == 2
 del os.environ["KNOCK_MCP_DEMO"]
 assert_not_loaded("mcp", "mcp_types", "pydantic", "httpx2")
 assert exit_status("--transport", "http", "--port", "0") == 2
+assert_not_loaded("mcp", "mcp_types", "uvicorn", "starlette")
+assert exit_status("call", "--help") == 0
+assert exit_status("--demo", "call", "no_such_tool") == 2
+assert exit_status("--demo", "call", "get_bulk_operation", "not-a-pair") == 2
+assert exit_status("--demo", "call", "summarize_bulk_operation", "id=1", "id=2") == 2
 assert_not_loaded("mcp", "mcp_types", "uvicorn", "starlette")
 """
 
