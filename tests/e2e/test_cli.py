@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from knock_mcp import __version__
-from knock_mcp.demo import DEMO_OPERATIONS, FAILED_ID, MANY_FAILURES_ID, PROCESSING_ID, DemoOperation
+from knock_mcp.demo import DEMO_OPERATIONS, FAILED_ID, MANY_FAILURES_ID, PROCESSING_ID
 from tests.support.fake_knock import FakeKnock
 from tests.support.installed import KNOCK_MCP, run
 from tests.support.keys import SECRET
@@ -84,15 +84,6 @@ def test_python_dash_m_runs_the_same_command() -> None:
         check=True,
     )
     assert result.stdout.strip() == f"knock-mcp {__version__}"
-
-
-@pytest.mark.parametrize("operation", DEMO_OPERATIONS, ids=lambda operation: operation.id[-1])
-def test_every_demo_operation_summarizes(operation: DemoOperation) -> None:
-    operation_id = operation.id
-    result = run("--demo", "call", "summarize_bulk_operation", f"id={operation_id}")
-    assert result.returncode == 0, result.stderr
-    assert f"Operation {operation_id}." in result.stdout
-    assert result.stderr == ""
 
 
 def test_demo_call_prints_structured_content_with_json() -> None:
