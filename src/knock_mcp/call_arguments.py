@@ -52,7 +52,7 @@ def _takes_text(schema: dict[str, Any]) -> bool:
 
 
 def tools_help() -> str:
-    """Every tool and its arguments, worded from the schemas the tools publish."""
+    """Every tool and its arguments, worded from their input schemas."""
     lines = ["tools and their arguments (name=value):"]
     for tool in TOOL_ARGUMENTS:
         lines.append(f"  {tool}")

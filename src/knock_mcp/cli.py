@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _serve_stdio_or_call(args: argparse.Namespace, level: LogLevel) -> int:
     arguments: dict[str, Any] = {}
     if args.command == "call":
+        # Read from the tools' arguments, so that a mistake in the call is answered before the SDK loads.
         from knock_mcp.call_arguments import UsageError, read_arguments  # noqa: PLC0415
 
         try:
