@@ -24,6 +24,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import TypeAdapter, ValidationError
 
+from knock_mcp.tool_arguments import expected_value
+
 # A value shown back to the caller is cut to this many characters: it may be hostile and huge.
 _MAX_SHOWN_CHARS = 40
 # Names listed in a refusal; the rest are counted.
@@ -72,49 +74,6 @@ class ToolParameters:
         except ValidationError:
             return False
         return True
-
-
-def expected_value(name: str, schema: Mapping[str, Any]) -> str:
-    """What a parameter takes, in words, from its JSON Schema: "a whole number from 1 to 1,000",
-    "a number of seconds from 0 to 45", "text of at most 2,000 characters, or null to leave it out"."""
-    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
-    nullable = len(options) < len(schema.get("anyOf", [schema]))
-    described = " or ".join(_one_type(name, option) for option in options) or "a JSON value"
-    return f"{described}, or null to leave it out" if nullable else described
-
-
-def _one_type(name: str, schema: Mapping[str, Any]) -> str:
-    kind = schema.get("type")
-    if kind == "integer":
-        return "a whole number" + _bounds(schema.get("minimum"), schema.get("maximum"))
-    if kind == "number":
-        noun = "a number of seconds" if name.endswith("_seconds") else "a number"
-        return noun + _bounds(schema.get("minimum"), schema.get("maximum"))
-    if kind == "string":
-        noun = (
-            "a UUID such as 123e4567-e89b-12d3-a456-426614174000"
-            if schema.get("format") == "uuid"
-            else "text"
-        )
-        longest = schema.get("maxLength")
-        return noun + (f" of at most {longest:,} characters" if longest is not None else "")
-    if kind == "boolean":
-        return "true or false"
-    return f"a JSON {kind}" if kind else "a JSON value"
-
-
-def _bounds(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f" from {_number(low)} to {_number(high)}"
-    if low is not None:
-        return f" of at least {_number(low)}"
-    if high is not None:
-        return f" of at most {_number(high)}"
-    return ""
-
-
-def _number(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
 
 
 def _shown(value: object) -> str:

@@ -7,8 +7,8 @@
 Only MCP protocol goes to stdout while serving over stdio; logs go to stderr.
 
 Reading the command line loads neither the SDK nor the server (importing `mcp` alone costs most of a
-second of CPU): they are imported where a command serves or calls a tool, so --help, --version and
-every usage error answer at once.
+second of CPU): they are imported where a command serves or calls a tool, so --help, --version,
+`call --help` and every usage error, an unknown tool or a malformed argument included, answer at once.
 """
 
 from __future__ import annotations
@@ -72,9 +72,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve_stdio_or_call(args: argparse.Namespace, level: LogLevel) -> int:
+    arguments: dict[str, Any] = {}
+    if args.command == "call":
+        # Read from the tools' arguments, so that a mistake in the call is answered before the SDK loads.
+        from knock_mcp.call_arguments import UsageError, read_arguments  # noqa: PLC0415
+
+        try:
+            arguments = read_arguments(args.tool, args.arguments)
+        except UsageError as error:
+            print(f"knock-mcp: {error}", file=sys.stderr)
+            return EXIT_USAGE
     # Only now, serving or calling a tool: the SDK and the server are of no use to what came before.
     from knock_mcp.bootstrap import demo_server, local_server, start  # noqa: PLC0415
-    from knock_mcp.call_command import UsageError, run_call  # noqa: PLC0415
+    from knock_mcp.call_command import run_call  # noqa: PLC0415
 
     if args.demo:
         server = start(level, partial(demo_server, level))
@@ -82,13 +92,10 @@ def _serve_stdio_or_call(args: argparse.Namespace, level: LogLevel) -> int:
         server = start(level, partial(local_server, os.environ, level, serving=args.command is None))
     try:
         if args.command == "call":
-            return run_call(server, args.tool, args.arguments, args.json)
+            return run_call(server, args.tool, arguments, args.json)
         if sys.stdin.isatty():
             serve_stdio_at_a_terminal(sys.stderr, demo=args.demo, example=EXAMPLE)
         server.run("stdio")
-    except UsageError as error:
-        print(f"knock-mcp: {error}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
@@ -146,8 +153,8 @@ class CallHelp(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        # The tools' arguments come from the schemas the server publishes, so this help builds one.
-        from knock_mcp.call_command import tools_help  # noqa: PLC0415
+        # Imported here: only this help, of all the command line's answers, needs pydantic.
+        from knock_mcp.call_arguments import tools_help  # noqa: PLC0415
 
         parser.print_help()
         print(f"\n{tools_help()}")

@@ -41,7 +41,8 @@ from knock_mcp.settings import FleetSettings, Settings
 from knock_mcp.state import KeySource, ServerState, configured_key
 from knock_mcp.subscriptions import serve_resource_subscriptions
 from knock_mcp.summary import summarize
-from knock_mcp.tools import READ_ONLY, TOOLS, OperationId
+from knock_mcp.tool_arguments import OperationId
+from knock_mcp.tools import READ_ONLY, TOOLS
 from knock_mcp.tracker import Fetch, OperationTracker
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, bound_operation, compact_json
 

@@ -1,4 +1,5 @@
-"""The four tools a model sees, as plain functions: their descriptions, argument types and work.
+"""The four tools a model sees, as plain functions: their descriptions and work (their argument
+types are in `tool_arguments`, which the command line reads without the SDK).
 
 Each tool reads the operation through the request's `ServerState` and hands it to the pure
 functions in `views`, `summary` and `failed_items`. `server` registers them (`TOOLS`) and turns
@@ -14,10 +15,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BeforeValidator, Field
 
 from knock_mcp.failed_items import FailedItemsPage, check_cursor, failed_items_page
-from knock_mcp.models import MAX_ITEMS_PER_PAGE, MAX_TEXT_CHARS, BulkOperation
+from knock_mcp.models import MAX_ITEMS_PER_PAGE, BulkOperation
 from knock_mcp.state import ServerState
 from knock_mcp.summary import (
     BulkOperationSummary,
@@ -26,6 +26,16 @@ from knock_mcp.summary import (
     render_summary,
     summarize,
     wait_result,
+)
+from knock_mcp.tool_arguments import (
+    MAX_WAIT_SECONDS,
+    Collection,
+    Cursor,
+    ErrorItemsOffset,
+    MaxErrorItems,
+    OperationId,
+    PageLimit,
+    WaitTimeout,
 )
 from knock_mcp.views import DEFAULT_MAX_ERROR_ITEMS, BoundedOperation, bound_operation, compact_json
 
@@ -49,10 +59,6 @@ SUMMARIZE_DESCRIPTION = (
     "list_failed_items for the ids of failed items, and wait_for_bulk_operation to follow a running job "
     "to its end. The same facts come back as structured content."
 )
-# Chat clients commonly abandon a tool call after 60 s (the MCP TypeScript SDK's default request
-# timeout). A wait of at most 45 s leaves time for the last read and the answer to travel back; a
-# caller who needs longer calls again, and the shared poll loop makes that free.
-MAX_WAIT_SECONDS = 45
 WAIT_DESCRIPTION = (
     "Wait for one Knock bulk operation to finish (completed or failed), polling Knock for you, then "
     "return the same facts as summarize_bulk_operation plus timed_out and waited_seconds. Use it when "
@@ -75,104 +81,6 @@ LIST_FAILED_DESCRIPTION = (
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
 )
-
-OperationId = Annotated[
-    str,
-    Field(
-        description=(
-            "The bulk operation's id, a UUID such as 123e4567-e89b-12d3-a456-426614174000: the `id` "
-            "in the response of the Knock bulk endpoint that started the job (e.g. POST "
-            "/v1/users/bulk/identify), or the last part of its progress_path."
-        ),
-        json_schema_extra={"format": "uuid"},
-    ),
-]
-
-
-def _refusing_booleans(kind: str) -> BeforeValidator:
-    """JSON true/false would pass as 1/0; a number sent as a string ("50") is fine."""
-
-    def refuse(value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError(f"must be {kind}, not true or false")
-        return value
-
-    return BeforeValidator(refuse)
-
-
-# The validator comes after Field so that it wraps the constrained integer: in the other order
-# pydantic publishes the range as "ge"/"le", which JSON Schema (and so the model) does not know.
-MaxErrorItems = Annotated[
-    int,
-    Field(
-        ge=0,
-        le=MAX_ITEMS_PER_PAGE,
-        description=(
-            f"How many failed items to include, from 0 to {MAX_ITEMS_PER_PAGE:,} (default "
-            f"{DEFAULT_MAX_ERROR_ITEMS}). Raise it when you need the failed ids, e.g. to resubmit them."
-        ),
-    ),
-    _refusing_booleans("a whole number"),
-]
-ErrorItemsOffset = Annotated[
-    int,
-    Field(
-        ge=0,
-        description=(
-            "Position in Knock's list of failed items to start from (default 0, the first). To page "
-            "through a long list, pass the offset that the previous result's `note` gives."
-        ),
-    ),
-    _refusing_booleans("a whole number"),
-]
-
-
-WaitTimeout = Annotated[
-    float,
-    Field(
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        description=(
-            f"How long to wait for the job to finish, in seconds, from 0 to {MAX_WAIT_SECONDS} (default "
-            f"{MAX_WAIT_SECONDS}). 0 answers at once with the current state."
-        ),
-    ),
-    _refusing_booleans("a number of seconds"),
-]
-
-
-# No collection Knock reports is longer than the model allows; a longer filter could match nothing,
-# and would be echoed back (in `collection` and the note) at whatever size it came.
-Collection = Annotated[
-    str | None,
-    Field(
-        max_length=MAX_TEXT_CHARS,
-        description=(
-            "Only this object collection, e.g. 'projects' (from counts_by_collection); leave it out for all. "
-            "Users and tenants have no collection."
-        ),
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    Field(
-        # A cursor holds an offset and a collection name (at most 2,000 characters) in base64.
-        max_length=4 * MAX_TEXT_CHARS,
-        description="The next_cursor of the previous result, unchanged; leave it out for the first page.",
-    ),
-]
-PageLimit = Annotated[
-    int,
-    Field(
-        ge=1,
-        le=MAX_ITEMS_PER_PAGE,
-        description=(
-            f"How many ids per page, from 1 to {MAX_ITEMS_PER_PAGE:,} (default {MAX_ITEMS_PER_PAGE:,}, the "
-            "most one bulk request takes)."
-        ),
-    ),
-    _refusing_booleans("a whole number"),
-]
 
 
 async def get_bulk_operation(

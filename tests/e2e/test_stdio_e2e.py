@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import TextContent
+from mcp.types import CallToolResult, TextContent
 
+from knock_mcp.demo import DEMO_OPERATIONS, DemoOperation
 from tests.support.fake_knock import FakeKnock, Reply
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
+from tests.support.results import text
 
 pytestmark = pytest.mark.anyio
 
@@ -68,8 +72,43 @@ async def test_without_a_key_the_server_starts_and_warns(tmp_path: Path) -> None
     assert "KNOCK_API_KEY is not set" in stderr_path.read_text()
 
 
-async def test_demo_over_stdio_lists_its_ids_in_the_instructions(tmp_path: Path) -> None:
-    with (tmp_path / "stderr.log").open("w") as errlog:
-        async with server({}, errlog, "--demo", mode="legacy") as client:
-            assert client.instructions is not None
-            assert "de300000-0000-4000-8000-000000000006" in client.instructions
+@dataclass(frozen=True)
+class DemoSession:
+    """What one `knock-mcp --demo` over stdio (legacy era, default log level) answered: its
+    instructions, a summary of every demo operation, and all it wrote on stderr."""
+
+    instructions: str | None
+    summaries: dict[str, CallToolResult]
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def demo_session(tmp_path_factory: pytest.TempPathFactory) -> DemoSession:
+    """One process for every question to the demo: each spawn costs a second of CPU importing the SDK."""
+    stderr_path = tmp_path_factory.mktemp("demo") / "stderr.log"
+
+    async def ask() -> tuple[str | None, dict[str, CallToolResult]]:
+        parameters = StdioServerParameters(command=KNOCK_MCP, args=["--demo"], env={})
+        with stderr_path.open("w") as errlog:
+            async with Client(stdio_client(parameters, errlog=errlog), mode="legacy") as client:
+                summaries = {
+                    operation.id: await client.call_tool("summarize_bulk_operation", {"id": operation.id})
+                    for operation in DEMO_OPERATIONS
+                }
+                return client.instructions, summaries
+
+    instructions, summaries = anyio.run(ask)
+    return DemoSession(instructions, summaries, stderr_path.read_text())
+
+
+def test_demo_over_stdio_lists_its_ids_in_the_instructions(demo_session: DemoSession) -> None:
+    assert demo_session.instructions is not None
+    assert "de300000-0000-4000-8000-000000000006" in demo_session.instructions
+
+
+@pytest.mark.parametrize("operation", DEMO_OPERATIONS, ids=lambda operation: operation.id[-1])
+def test_every_demo_operation_summarizes(demo_session: DemoSession, operation: DemoOperation) -> None:
+    summary = demo_session.summaries[operation.id]
+    assert not summary.is_error, text(summary)
+    assert f"Operation {operation.id}." in text(summary)
+    assert demo_session.stderr == ""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client, MCPError
@@ -24,6 +25,7 @@ from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.state import ServerState, configured_key
 from knock_mcp.summary import BulkOperationSummary
+from knock_mcp.tool_arguments import TOOL_ARGUMENTS, input_schema
 from knock_mcp.tracker import OperationTracker
 from knock_mcp.views import BoundedOperation
 from tests.support.fake_knock import FakeKnock, Reply
@@ -75,6 +77,17 @@ async def test_tools_match_the_committed_snapshot(client: Client) -> None:
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
     assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_the_command_line_knows_the_tools_and_their_arguments_as_the_server_publishes_them(
+    settings: Settings,
+) -> None:
+    """`call --help` and the command line's usage errors answer from `tool_arguments`, without the
+    SDK: the same tools in the same order, each with the input schema the server publishes."""
+    listed = anyio.run(create_server(settings).list_tools)
+    assert [tool.name for tool in listed] == list(TOOL_ARGUMENTS)
+    for tool in listed:
+        assert input_schema(tool.name) == tool.input_schema, tool.name
 
 
 async def test_every_tool_is_titled_read_only_and_structured(client: Client) -> None:
