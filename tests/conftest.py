@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from knock_mcp.settings import Settings
 from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock
+from tests.support.http_server import SharedHttpServers
 from tests.support.keys import SECRET
 from tests.support.oauth_issuer import LoopbackIssuer
 from tests.support.payloads import load_fixture
@@ -39,13 +40,44 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def stock(knock: FakeKnock) -> FakeKnock:
+    """`knock`, serving the fixture operations under their own ids."""
+    for name in ("queued", "processing", "completed", "failed", "minimal", "extended"):
+        payload = load_fixture(name)
+        knock.operations[payload["id"]] = payload
+    return knock
+
+
 @pytest.fixture
 def fake_knock() -> Iterator[FakeKnock]:
     with FakeKnock() as knock:
-        for name in ("queued", "processing", "completed", "failed", "minimal", "extended"):
-            payload = load_fixture(name)
-            knock.operations[payload["id"]] = payload
+        yield stock(knock)
+
+
+@pytest.fixture(scope="session")
+def lasting_knock() -> Iterator[FakeKnock]:
+    """One fake Knock for the whole session; tests take it as `shared_knock`."""
+    with FakeKnock() as knock:
         yield knock
+
+
+@pytest.fixture
+def shared_knock(lasting_knock: FakeKnock) -> FakeKnock:
+    """The fake Knock behind `http_servers`, as `fake_knock` is at the start of a test: nothing of
+    the tests before."""
+    lasting_knock.forget()
+    return stock(lasting_knock)
+
+
+@pytest.fixture(scope="session")
+def http_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedHttpServers]:
+    """`knock-mcp --transport http` servers that the tests of a `shared_server` group share; those
+    that tell Knock's address tell `shared_knock`'s."""
+    servers = SharedHttpServers(tmp_path_factory.mktemp("shared-servers"))
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture
@@ -62,6 +94,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def issuer() -> Iterator[LoopbackIssuer]:
     """An OAuth authorization server's metadata and signing keys on loopback, for --auth oauth."""
+    with LoopbackIssuer() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def lasting_issuer() -> Iterator[LoopbackIssuer]:
+    """`issuer` for the tests of a `shared_server` group whose server trusts it."""
     with LoopbackIssuer() as running:
         yield running
 

@@ -16,7 +16,7 @@ from mcp import Client
 from knock_mcp.http.app import MAX_REQUEST_BODY_BYTES
 from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer
+from tests.support.http_server import HttpServer, SharedHttpServers, shared_server
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 
@@ -99,24 +99,25 @@ def knock_env(fake_knock: FakeKnock) -> dict[str, str]:
     return {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
 
 
+@shared_server("plain")
 async def test_malformed_requests_are_refused_and_the_server_keeps_answering(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        rows = ["| Request | Answer | Next request answered |", "| --- | --- | --- |"]
-        async with httpx2.AsyncClient(timeout=30) as http:
-            for what, body, headers, status in MALFORMED:
-                response = await http.post(server.mcp_url, content=body, headers=headers)
-                assert response.status_code == status, f"{what}: {response.status_code} {response.text[:200]}"
-                assert "Traceback" not in response.text
-                alive = await http.post(server.mcp_url, content=TOOLS_LIST, headers=HEADERS)
-                assert alive.status_code == 200, f"after {what}"
-                rows.append(f"| {what} | {response.status_code} {response.text[:70]!r} | yes |")
-        print("\n### Hostile HTTP requests\n\n" + "\n".join(rows) + "\n")
-        async with Client(server.mcp_url) as client:
-            answered = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
-            assert not answered.is_error
-        logged = server.stderr()
+    server = http_servers.started(knock_env(shared_knock))
+    rows = ["| Request | Answer | Next request answered |", "| --- | --- | --- |"]
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for what, body, headers, status in MALFORMED:
+            response = await http.post(server.mcp_url, content=body, headers=headers)
+            assert response.status_code == status, f"{what}: {response.status_code} {response.text[:200]}"
+            assert "Traceback" not in response.text
+            alive = await http.post(server.mcp_url, content=TOOLS_LIST, headers=HEADERS)
+            assert alive.status_code == 200, f"after {what}"
+            rows.append(f"| {what} | {response.status_code} {response.text[:70]!r} | yes |")
+    print("\n### Hostile HTTP requests\n\n" + "\n".join(rows) + "\n")
+    async with Client(server.mcp_url) as client:
+        answered = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+        assert not answered.is_error
+    logged = server.stderr()
     assert "Traceback" not in logged
     assert SECRET not in logged
 

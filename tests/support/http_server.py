@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx2
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -186,6 +187,42 @@ def started_together(servers: Sequence[HttpServer]) -> Iterator[list[HttpServer]
                 server.terminate()
         for server in launched:
             server.reap()
+
+
+class SharedHttpServers:
+    """Servers that tests share, one per environment and arguments: `started(env, args)` starts one
+    the first time it is asked for and returns the same one after. A start is ~1.2 s of CPU importing
+    `mcp`, which a test that neither stops nor signals its server need not pay on its own. Tests that
+    share one run in one xdist group (`shared_server`), so on one worker, one after another; each
+    reads its own operation ids and starts from a fake Knock with nothing of the others' (`forget`),
+    and what a test reads from the server's log (everything since it started) must hold whichever
+    tests ran on it before."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._servers: dict[tuple[frozenset[tuple[str, str]], tuple[str, ...]], HttpServer] = {}
+
+    def started(self, env: Mapping[str, str], args: Sequence[str] = ()) -> HttpServer:
+        key = (frozenset(env.items()), tuple(args))
+        server = self._servers.get(key)
+        if server is None:
+            server = self._servers[key] = HttpServer(env, self._log_dir, args).__enter__()
+        assert server.running, f"a shared server exited with {server.wait()}:\n{server.stderr()}"
+        return server
+
+    def stop(self) -> None:
+        """SIGTERM to all at once, then wait for each."""
+        for server in self._servers.values():
+            if server.running:
+                server.terminate()
+        for server in self._servers.values():
+            server.reap()
+
+
+def shared_server(name: str) -> pytest.MarkDecorator:
+    """The xdist group of the tests that share the server `name` (of `SharedHttpServers`), so that
+    one worker starts it for all of them."""
+    return pytest.mark.xdist_group(f"shared server: {name}")
 
 
 # A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.
