@@ -27,7 +27,6 @@ from tests.support.http_server import (
     SharedHttpServers,
     client_for,
     knock_env,
-    shared_server,
 )
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import load_fixture
@@ -53,7 +52,7 @@ def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
     return server.http.post("/mcp", json=TOOLS_LIST, headers=MODERN_HEADERS | headers)
 
 
-@shared_server("defaults")
+@pytest.mark.shared_server("defaults")
 async def test_both_eras_serve_the_tools_and_the_resource(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
@@ -105,7 +104,7 @@ async def test_demo_over_http(tmp_path: Path) -> None:
     }
 
 
-@shared_server("defaults")
+@pytest.mark.shared_server("defaults")
 async def test_healthz_tells_version_and_key_presence_but_no_secret(
     shared_knock: FakeKnock, http_servers: SharedHttpServers, tmp_path: Path
 ) -> None:
@@ -163,7 +162,7 @@ async def test_token_mode_accepts_the_token_and_refuses_anything_else(
     assert SECRET not in logged
 
 
-@shared_server("knock-key")
+@pytest.mark.shared_server("knock-key")
 async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
@@ -196,7 +195,7 @@ async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
         assert secret not in logged
 
 
-@shared_server("knock-key")
+@pytest.mark.shared_server("knock-key")
 async def test_two_tenants_never_see_each_others_operations(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
@@ -276,7 +275,7 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
     assert stream.headers["allow"] == "POST"
 
 
-@shared_server("defaults")
+@pytest.mark.shared_server("defaults")
 async def test_a_request_body_over_the_limit_is_refused(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:

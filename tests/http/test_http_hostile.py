@@ -16,7 +16,7 @@ from mcp import Client
 from knock_mcp.http.app import MAX_REQUEST_BODY_BYTES
 from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer, SharedHttpServers, shared_server
+from tests.support.http_server import HttpServer, SharedHttpServers
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 
@@ -99,7 +99,7 @@ def knock_env(fake_knock: FakeKnock) -> dict[str, str]:
     return {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
 
 
-@shared_server("plain")
+@pytest.mark.shared_server("plain")
 async def test_malformed_requests_are_refused_and_the_server_keeps_answering(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:

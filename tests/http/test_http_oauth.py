@@ -22,7 +22,6 @@ from tests.support.http_server import (
     SharedHttpServers,
     client_for,
     knock_env,
-    shared_server,
 )
 from tests.support.keys import SECRET
 from tests.support.oauth_issuer import HOSTILE_NAMES, RESOURCE, LoopbackIssuer, hostile_tokens, unsigned
@@ -63,7 +62,7 @@ def header_of_a_megabyte_refused(server: HttpServer) -> bool:
         return True
 
 
-@shared_server("oauth")
+@pytest.mark.shared_server("oauth")
 async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_before_knock(
     shared_knock: FakeKnock, lasting_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:
@@ -110,7 +109,7 @@ async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_befo
         assert hostile_token not in logged
 
 
-@shared_server("oauth")
+@pytest.mark.shared_server("oauth")
 async def test_protected_resource_metadata_is_public_and_readable_from_a_browser(
     shared_knock: FakeKnock, lasting_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:

@@ -18,7 +18,7 @@ from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock, Reply
-from tests.support.http_server import SharedHttpServers, free_port, shared_server
+from tests.support.http_server import SharedHttpServers, free_port
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
@@ -121,7 +121,7 @@ async def test_a_2026_request_hears_its_own_retries_only_when_it_opted_in(
     assert all("HTTP 502" in text for _, text in heard.levels_and_texts())
 
 
-@shared_server("plain")
+@pytest.mark.shared_server("plain")
 async def test_over_stateless_http_a_call_hears_its_own_retries_on_its_stream(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:

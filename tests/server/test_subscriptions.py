@@ -20,7 +20,7 @@ from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.state import ServerState
 from tests.support.fake_knock import Advancing, FakeKnock
-from tests.support.http_server import SharedHttpServers, client_for, shared_server
+from tests.support.http_server import SharedHttpServers, client_for
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.payloads import LIVE_ID, load_fixture, stages
@@ -187,7 +187,7 @@ async def test_a_2025_client_over_stdio_follows_an_operation_to_its_end(
     assert SECRET not in (tmp_path / "stderr.log").read_text()
 
 
-@shared_server("plain")
+@pytest.mark.shared_server("plain")
 async def test_stateless_http_refuses_a_subscription_and_says_how_to_follow_a_job(
     shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:

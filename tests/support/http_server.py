@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx2
-import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -193,10 +192,11 @@ class SharedHttpServers:
     """Servers that tests share, one per environment and arguments: `started(env, args)` starts one
     the first time it is asked for and returns the same one after. A start is ~1.2 s of CPU importing
     `mcp`, which a test that neither stops nor signals its server need not pay on its own. Tests that
-    share one run in one xdist group (`shared_server`), so on one worker, one after another; each
-    reads its own operation ids and starts from a fake Knock with nothing of the others' (`forget`),
-    and what a test reads from the server's log (everything since it started) must hold whichever
-    tests ran on it before."""
+    share one are marked `shared_server("name")`: one worker runs them one after another and stops
+    the server after the last (tests/conftest.py). Each reads operation ids of its own (the server
+    caches final operations) and starts from a fake Knock with nothing of the others' (`forget`);
+    what a test reads from the server's log, everything since it started, must hold whichever tests
+    ran on it before."""
 
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
@@ -211,18 +211,13 @@ class SharedHttpServers:
         return server
 
     def stop(self) -> None:
-        """SIGTERM to all at once, then wait for each."""
+        """SIGTERM to all at once, then wait for each; a later `started` starts anew."""
         for server in self._servers.values():
             if server.running:
                 server.terminate()
         for server in self._servers.values():
             server.reap()
-
-
-def shared_server(name: str) -> pytest.MarkDecorator:
-    """The xdist group of the tests that share the server `name` (of `SharedHttpServers`), so that
-    one worker starts it for all of them."""
-    return pytest.mark.xdist_group(f"shared server: {name}")
+        self._servers.clear()
 
 
 # A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.
