@@ -56,8 +56,8 @@ def sharing(item: pytest.Item | None) -> str | None:
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop the shared servers after the last test of their group: idle, each still costs a few
-    milliseconds of CPU a second for the rest of the run. A later group starts its own anew."""
+    """Stop the shared servers after the last test of their group, rather than leave them idle for
+    the rest of the run. A later group starts its own anew."""
     group = sharing(item)
     if group is not None and sharing(nextitem) != group:
         servers = item.funcargs.get("http_servers") if isinstance(item, pytest.Function) else None
@@ -85,29 +85,29 @@ def fake_knock() -> Iterator[FakeKnock]:
 
 
 @pytest.fixture(scope="session")
-def lasting_knock() -> Iterator[FakeKnock]:
-    """One fake Knock for the whole session; tests take it as `shared_knock`."""
-    with FakeKnock() as knock:
-        yield knock
-
-
-@pytest.fixture
-def shared_knock(lasting_knock: FakeKnock) -> FakeKnock:
-    """The fake Knock behind `http_servers`, as `fake_knock` is at the start of a test: nothing of
-    the tests before."""
-    lasting_knock.forget()
-    return stock(lasting_knock)
-
-
-@pytest.fixture(scope="session")
 def http_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedHttpServers]:
-    """`knock-mcp --transport http` servers that the tests of a `shared_server` group share; those
-    that tell Knock's address tell `shared_knock`'s."""
+    """`knock-mcp --transport http` servers that the tests of a `shared_server` group share, and
+    the fake Knock and OAuth issuer that they trust."""
     servers = SharedHttpServers(tmp_path_factory.mktemp("shared-servers"))
     try:
         yield servers
     finally:
         servers.stop()
+
+
+@pytest.fixture
+def shared_knock(http_servers: SharedHttpServers) -> FakeKnock:
+    """The fake Knock of `http_servers`, as `fake_knock` is at the start of a test: nothing of the
+    tests before."""
+    knock = http_servers.knock()
+    knock.forget()
+    return stock(knock)
+
+
+@pytest.fixture
+def shared_issuer(http_servers: SharedHttpServers) -> LoopbackIssuer:
+    """`issuer`, for the tests of a `shared_server` group whose server trusts it."""
+    return http_servers.issuer()
 
 
 @pytest.fixture
@@ -124,13 +124,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def issuer() -> Iterator[LoopbackIssuer]:
     """An OAuth authorization server's metadata and signing keys on loopback, for --auth oauth."""
-    with LoopbackIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def lasting_issuer() -> Iterator[LoopbackIssuer]:
-    """`issuer` for the tests of a `shared_server` group whose server trusts it."""
     with LoopbackIssuer() as running:
         yield running
 

@@ -64,23 +64,23 @@ def header_of_a_megabyte_refused(server: HttpServer) -> bool:
 
 @pytest.mark.shared_server("oauth")
 async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_before_knock(
-    shared_knock: FakeKnock, lasting_issuer: LoopbackIssuer, http_servers: SharedHttpServers
+    shared_knock: FakeKnock, shared_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:
-    hostile = hostile_tokens(lasting_issuer)
-    server = http_servers.started(oauth_env(shared_knock, lasting_issuer), ["--auth", "oauth"])
+    hostile = hostile_tokens(shared_issuer)
+    server = http_servers.started(oauth_env(shared_knock, shared_issuer), ["--auth", "oauth"])
     refusals = {
         name: post(server, authorization=f"Bearer {token}") for name, (token, _, _) in hostile.items()
     }
     missing = post(server)
     in_query = server.http.post(
-        f"/mcp?access_token={lasting_issuer.sign({'scope': 'knock:read'})}",
+        f"/mcp?access_token={shared_issuer.sign({'scope': 'knock:read'})}",
         json=TOOLS_LIST,
         headers=MODERN_HEADERS,
     )
     huge_header = header_of_a_megabyte_refused(server)
     assert shared_knock.requests == [], "a refused token reached Knock"
 
-    token = lasting_issuer.sign({"scope": "knock:read", "sub": "alice"})
+    token = shared_issuer.sign({"scope": "knock:read", "sub": "alice"})
     async with client_for(server, "auto", {"Authorization": f"Bearer {token}"}) as client:
         result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
     assert not result.is_error, text(result)
@@ -99,7 +99,7 @@ async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_befo
         assert no_token.status_code == 401
         # RFC 6750 §3.1: no error code when no token was sent; only where to get one.
         assert no_token.headers["www-authenticate"] == f'Bearer resource_metadata="{METADATA_URL}"'
-        assert lasting_issuer.issuer in no_token.json()["error_description"]
+        assert shared_issuer.issuer in no_token.json()["error_description"]
     assert huge_header
     # The server's own Knock key, never a caller's token, went to Knock.
     assert {seen.headers["Authorization"] for seen in shared_knock.requests} == {f"Bearer {SECRET}"}
@@ -111,9 +111,9 @@ async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_befo
 
 @pytest.mark.shared_server("oauth")
 async def test_protected_resource_metadata_is_public_and_readable_from_a_browser(
-    shared_knock: FakeKnock, lasting_issuer: LoopbackIssuer, http_servers: SharedHttpServers
+    shared_knock: FakeKnock, shared_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:
-    server = http_servers.started(oauth_env(shared_knock, lasting_issuer), ["--auth", "oauth"])
+    server = http_servers.started(oauth_env(shared_knock, shared_issuer), ["--auth", "oauth"])
     path_inserted = server.http.get("/.well-known/oauth-protected-resource/mcp")
     root = server.http.get("/.well-known/oauth-protected-resource", headers={"origin": "https://x.y"})
     preflight = server.http.options(
@@ -124,7 +124,7 @@ async def test_protected_resource_metadata_is_public_and_readable_from_a_browser
     health = server.http.get("/healthz").json()
     expected = {
         "resource": RESOURCE,
-        "authorization_servers": [lasting_issuer.issuer],
+        "authorization_servers": [shared_issuer.issuer],
         "scopes_supported": ["knock:read"],
         "bearer_methods_supported": ["header"],
         "resource_name": "knock-mcp",
