@@ -21,6 +21,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from pydantic import AnyUrl
 
 from knock_mcp.oauth.verifier import KEY_REFETCH_INTERVAL_SECONDS
+from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
 from tests.support.http_server import (
     MODERN_HEADERS,
@@ -121,7 +122,9 @@ async def test_a_client_signs_in_with_the_authorization_code_and_pkce_then_calls
         walk.append(f"{response.request.method} {response.request.url.path} {response.status_code}")
 
     async with (
-        httpx2.AsyncClient(auth=oauth, event_hooks={"response": [record]}, timeout=30) as http,
+        httpx2.AsyncClient(
+            auth=oauth, event_hooks={"response": [record]}, timeout=30, verify=default_tls_context()
+        ) as http,
         Client(streamable_http_client(pair.server.mcp_url, http_client=http)) as client,
     ):
         result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})

@@ -20,7 +20,14 @@ from knock_mcp.demo import COMPLETED_ID as DEMO_COMPLETED_ID
 from knock_mcp.demo import DEMO_OPERATIONS
 from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
+from tests.support.http_server import (
+    MODERN_HEADERS,
+    TOOLS_LIST,
+    HttpServer,
+    SharedHttpServers,
+    client_for,
+    knock_env,
+)
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import load_fixture
 from tests.support.polling import eventually
@@ -45,26 +52,29 @@ def post_tools_list(server: HttpServer, **headers: str) -> httpx2.Response:
     return server.http.post("/mcp", json=TOOLS_LIST, headers=MODERN_HEADERS | headers)
 
 
-async def test_both_eras_serve_the_tools_and_the_resource(fake_knock: FakeKnock, tmp_path: Path) -> None:
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        for mode in ERAS:
-            operation_id = copy_of(fake_knock, "completed", name=mode)
-            async with client_for(server, mode) as client:
-                tools = {tool.name for tool in (await client.list_tools()).tools}
-                assert {"get_bulk_operation", "summarize_bulk_operation"} <= tools, mode
-                summary = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
-                assert not summary.is_error, (mode, text(summary))
-                assert "has completed" in text(summary), mode
-                got = await client.call_tool("get_bulk_operation", {"id": operation_id})
-                assert got.structured_content is not None, mode
-                assert got.structured_content["operation"]["id"] == operation_id, mode
-                resource = await client.read_resource(f"knock://bulk_operations/{operation_id}")
-                assert resource.contents, mode
-                missing = await client.call_tool("get_bulk_operation", {"id": "not-an-id"})
-                assert missing.is_error, mode
-                assert "is not a bulk operation id" in text(missing), mode
-            asked = {seen.headers["Authorization"] for seen in fake_knock.requests_for(operation_id)}
-            assert asked == {f"Bearer {SECRET}"}, mode
+@pytest.mark.shared_server("defaults")
+async def test_both_eras_serve_the_tools_and_the_resource(
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
+) -> None:
+    server = http_servers.started(knock_env(shared_knock))
+    for mode in ERAS:
+        operation_id = copy_of(shared_knock, "completed", name=mode)
+        async with client_for(server, mode) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"get_bulk_operation", "summarize_bulk_operation"} <= tools, mode
+            summary = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
+            assert not summary.is_error, (mode, text(summary))
+            assert "has completed" in text(summary), mode
+            got = await client.call_tool("get_bulk_operation", {"id": operation_id})
+            assert got.structured_content is not None, mode
+            assert got.structured_content["operation"]["id"] == operation_id, mode
+            resource = await client.read_resource(f"knock://bulk_operations/{operation_id}")
+            assert resource.contents, mode
+            missing = await client.call_tool("get_bulk_operation", {"id": "not-an-id"})
+            assert missing.is_error, mode
+            assert "is not a bulk operation id" in text(missing), mode
+        asked = {seen.headers["Authorization"] for seen in shared_knock.requests_for(operation_id)}
+        assert asked == {f"Bearer {SECRET}"}, mode
     logged = server.stderr()
     assert "bulk_operations" in logged, "debug logging should have reached stderr"
     assert SECRET not in logged
@@ -94,14 +104,15 @@ async def test_demo_over_http(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.shared_server("defaults")
 async def test_healthz_tells_version_and_key_presence_but_no_secret(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers, tmp_path: Path
 ) -> None:
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        answer = server.http.get("/healthz")
-        head = server.http.head("/healthz")
-        posted = server.http.post("/healthz")
-        elsewhere = server.http.get("/admin")
+    server = http_servers.started(knock_env(shared_knock))
+    answer = server.http.get("/healthz")
+    head = server.http.head("/healthz")
+    posted = server.http.post("/healthz")
+    elsewhere = server.http.get("/admin")
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "ok",
@@ -115,7 +126,7 @@ async def test_healthz_tells_version_and_key_presence_but_no_secret(
     assert head.content == b""
     assert posted.status_code == 405
     assert elsewhere.status_code == 404
-    with HttpServer({"KNOCK_BASE_URL": fake_knock.base_url}, tmp_path) as keyless:
+    with HttpServer({"KNOCK_BASE_URL": shared_knock.base_url}, tmp_path) as keyless:
         assert keyless.http.get("/healthz").json()["knock_key_configured"] is False
     assert "KNOCK_API_KEY is not set" in keyless.stderr()
 
@@ -151,25 +162,26 @@ async def test_token_mode_accepts_the_token_and_refuses_anything_else(
     assert SECRET not in logged
 
 
+@pytest.mark.shared_server("knock-key")
 async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
-    read_by = {mode: copy_of(fake_knock, "completed", name=mode) for mode in ERAS}
+    read_by = {mode: copy_of(shared_knock, "completed", name=mode) for mode in ERAS}
     # The server's own key is ignored in this mode (and said to be): only callers' keys reach Knock.
-    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
-        assert server.http.get("/healthz").json()["knock_key_source"] == "caller"
-        for mode, operation_id in read_by.items():
-            async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
-                result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
-            assert not result.is_error, (mode, text(result))
-        refusals = {
-            "missing": post_tools_list(server),
-            "public": post_tools_list(server, authorization="Bearer pk_test_abcdefghijklmnop"),
-            "not a key": post_tools_list(server, authorization="Bearer hello-world-1234567890"),
-            "too short": post_tools_list(server, authorization="Bearer sk_1"),
-            "quoted": post_tools_list(server, authorization=f'Bearer "{TENANT_A}"'),
-        }
-    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in fake_knock.requests}
+    server = http_servers.started(knock_env(shared_knock), ["--auth", "knock-key"])
+    assert server.http.get("/healthz").json()["knock_key_source"] == "caller"
+    for mode, operation_id in read_by.items():
+        async with client_for(server, mode, {"Authorization": f"Bearer {TENANT_A}"}) as client:
+            result = await client.call_tool("summarize_bulk_operation", {"id": operation_id})
+        assert not result.is_error, (mode, text(result))
+    refusals = {
+        "missing": post_tools_list(server),
+        "public": post_tools_list(server, authorization="Bearer pk_test_abcdefghijklmnop"),
+        "not a key": post_tools_list(server, authorization="Bearer hello-world-1234567890"),
+        "too short": post_tools_list(server, authorization="Bearer sk_1"),
+        "quoted": post_tools_list(server, authorization=f'Bearer "{TENANT_A}"'),
+    }
+    asked = {(seen.headers["Authorization"], seen.path.rpartition("/")[2]) for seen in shared_knock.requests}
     assert asked == {(f"Bearer {TENANT_A}", operation_id) for operation_id in read_by.values()}
     for name, refused in refusals.items():
         assert refused.status_code == 401, name
@@ -183,18 +195,23 @@ async def test_knock_key_mode_uses_each_callers_key_and_refuses_others(
         assert secret not in logged
 
 
-async def test_two_tenants_never_see_each_others_operations(fake_knock: FakeKnock, tmp_path: Path) -> None:
+@pytest.mark.shared_server("knock-key")
+async def test_two_tenants_never_see_each_others_operations(
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
+) -> None:
     """In each era, tenant A's key can read a completed operation, B's a failed one; each asks for
     both, many times and at once, so that anything one learned (a cached operation, a pooled
     connection's key) would show."""
     owned_in = {
         mode: {
-            TENANT_A: copy_of(fake_knock, "completed", name=mode),
-            TENANT_B: copy_of(fake_knock, "failed", name=mode),
+            TENANT_A: copy_of(shared_knock, "completed", name=f"{mode} for a tenant"),
+            TENANT_B: copy_of(shared_knock, "failed", name=f"{mode} for a tenant"),
         }
         for mode in ERAS
     }
-    fake_knock.owners = {operation_id: key for own in owned_in.values() for key, operation_id in own.items()}
+    shared_knock.owners = {
+        operation_id: key for own in owned_in.values() for key, operation_id in own.items()
+    }
     outcomes: dict[tuple[str, str, str], list[bool]] = {}
 
     async def tenant(mode: str, key: str) -> None:
@@ -209,21 +226,22 @@ async def test_two_tenants_never_see_each_others_operations(fake_knock: FakeKnoc
                         assert result.structured_content is not None
                         assert result.structured_content["operation"]["id"] == operation_id
 
-    with HttpServer(knock_env(fake_knock), tmp_path, ["--auth", "knock-key"]) as server:
-        for mode, own in owned_in.items():
-            asked_before = len(fake_knock.requests)
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(tenant, mode, TENANT_A)
-                tasks.start_soon(tenant, mode, TENANT_B)
-            # Every key asked Knock itself: an operation read (and cached) with one key was never
-            # the answer for the other.
-            asked = {
-                (seen.headers["Authorization"], seen.path.rpartition("/")[2])
-                for seen in fake_knock.requests[asked_before:]
-            }
-            assert asked == {
-                (f"Bearer {key}", operation_id) for key in own for operation_id in own.values()
-            }, mode
+    server = http_servers.started(knock_env(shared_knock), ["--auth", "knock-key"])
+    for mode, own in owned_in.items():
+        asked_before = len(shared_knock.requests)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(tenant, mode, TENANT_A)
+            tasks.start_soon(tenant, mode, TENANT_B)
+        # Every key asked Knock itself: an operation read (and cached) with one key was never
+        # the answer for the other.
+        asked = {
+            (seen.headers["Authorization"], seen.path.rpartition("/")[2])
+            for seen in shared_knock.requests[asked_before:]
+        }
+        every_key_for_every_id = {
+            (f"Bearer {key}", operation_id) for key in own for operation_id in own.values()
+        }
+        assert asked == every_key_for_every_id, mode
     assert len(outcomes) == len(ERAS) * 4
     for (mode, key, operation_id), answered in outcomes.items():
         assert answered == [operation_id == owned_in[mode][key]] * 5, (mode, key, operation_id)
@@ -257,10 +275,13 @@ async def test_forged_host_and_origin_are_refused(fake_knock: FakeKnock, tmp_pat
     assert stream.headers["allow"] == "POST"
 
 
-async def test_a_request_body_over_the_limit_is_refused(fake_knock: FakeKnock, tmp_path: Path) -> None:
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        padded = {**TOOLS_LIST, "padding": "x" * 70_000}
-        answer = server.http.post("/mcp", content=json.dumps(padded), headers=MODERN_HEADERS)
+@pytest.mark.shared_server("defaults")
+async def test_a_request_body_over_the_limit_is_refused(
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
+) -> None:
+    server = http_servers.started(knock_env(shared_knock))
+    padded = {**TOOLS_LIST, "padding": "x" * 70_000}
+    answer = server.http.post("/mcp", content=json.dumps(padded), headers=MODERN_HEADERS)
     assert answer.status_code == 413
 
 

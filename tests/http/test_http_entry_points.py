@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from mcp import Client
 
 from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer, uvicorn_factory
+from tests.support.http_server import HttpServer, client_for, uvicorn_factory
 from tests.support.keys import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +38,7 @@ async def test_uvicorn_loads_the_arrival_deadline_by_its_documented_name(
                 received += chunk
         assert received.startswith(b"HTTP/1.1 408 "), received[:100]
         assert time.monotonic() - sent < REQUEST_ARRIVAL_TIMEOUT * 3
-        async with Client(server.mcp_url) as client:
+        async with client_for(server, "auto") as client:
             assert len((await client.list_tools()).tools) == 4
         logged = server.stderr()
     assert "Traceback" not in logged

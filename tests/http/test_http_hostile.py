@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from mcp import Client
 
 from knock_mcp.http.app import MAX_REQUEST_BODY_BYTES
 from knock_mcp.http.serving import REQUEST_ARRIVAL_TIMEOUT
+from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import HttpServer
+from tests.support.http_server import HttpServer, SharedHttpServers, client_for
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
 
@@ -99,24 +99,25 @@ def knock_env(fake_knock: FakeKnock) -> dict[str, str]:
     return {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
 
 
+@pytest.mark.shared_server("plain")
 async def test_malformed_requests_are_refused_and_the_server_keeps_answering(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
-    with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        rows = ["| Request | Answer | Next request answered |", "| --- | --- | --- |"]
-        async with httpx2.AsyncClient(timeout=30) as http:
-            for what, body, headers, status in MALFORMED:
-                response = await http.post(server.mcp_url, content=body, headers=headers)
-                assert response.status_code == status, f"{what}: {response.status_code} {response.text[:200]}"
-                assert "Traceback" not in response.text
-                alive = await http.post(server.mcp_url, content=TOOLS_LIST, headers=HEADERS)
-                assert alive.status_code == 200, f"after {what}"
-                rows.append(f"| {what} | {response.status_code} {response.text[:70]!r} | yes |")
-        print("\n### Hostile HTTP requests\n\n" + "\n".join(rows) + "\n")
-        async with Client(server.mcp_url) as client:
-            answered = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
-            assert not answered.is_error
-        logged = server.stderr()
+    server = http_servers.started(knock_env(shared_knock))
+    rows = ["| Request | Answer | Next request answered |", "| --- | --- | --- |"]
+    async with httpx2.AsyncClient(timeout=30, verify=default_tls_context()) as http:
+        for what, body, headers, status in MALFORMED:
+            response = await http.post(server.mcp_url, content=body, headers=headers)
+            assert response.status_code == status, f"{what}: {response.status_code} {response.text[:200]}"
+            assert "Traceback" not in response.text
+            alive = await http.post(server.mcp_url, content=TOOLS_LIST, headers=HEADERS)
+            assert alive.status_code == 200, f"after {what}"
+            rows.append(f"| {what} | {response.status_code} {response.text[:70]!r} | yes |")
+    print("\n### Hostile HTTP requests\n\n" + "\n".join(rows) + "\n")
+    async with client_for(server, "auto") as client:
+        answered = await client.call_tool("get_bulk_operation", {"id": COMPLETED_ID})
+        assert not answered.is_error
+    logged = server.stderr()
     assert "Traceback" not in logged
     assert SECRET not in logged
 
@@ -140,7 +141,7 @@ async def test_a_request_that_never_finishes_is_timed_out_while_others_are_answe
     fake_knock: FakeKnock, tmp_path: Path
 ) -> None:
     with HttpServer(knock_env(fake_knock), tmp_path) as server:
-        async with Client(server.mcp_url) as client:
+        async with client_for(server, "auto") as client:
             await client.list_tools()
             baseline = open_fds(server.pid)
             slow = {}

@@ -15,7 +15,14 @@ import pytest
 from knock_mcp.errors import ConfigurationError
 from knock_mcp.http.config import load_http_config
 from tests.support.fake_knock import FakeKnock
-from tests.support.http_server import MODERN_HEADERS, TOOLS_LIST, HttpServer, client_for, knock_env
+from tests.support.http_server import (
+    MODERN_HEADERS,
+    TOOLS_LIST,
+    HttpServer,
+    SharedHttpServers,
+    client_for,
+    knock_env,
+)
 from tests.support.keys import SECRET
 from tests.support.oauth_issuer import HOSTILE_NAMES, RESOURCE, LoopbackIssuer, hostile_tokens, unsigned
 from tests.support.payloads import load_fixture
@@ -55,28 +62,29 @@ def header_of_a_megabyte_refused(server: HttpServer) -> bool:
         return True
 
 
+@pytest.mark.shared_server("oauth")
 async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_before_knock(
-    fake_knock: FakeKnock, issuer: LoopbackIssuer, tmp_path: Path
+    shared_knock: FakeKnock, shared_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:
-    hostile = hostile_tokens(issuer)
-    with HttpServer(oauth_env(fake_knock, issuer), tmp_path, ["--auth", "oauth"]) as server:
-        refusals = {
-            name: post(server, authorization=f"Bearer {token}") for name, (token, _, _) in hostile.items()
-        }
-        missing = post(server)
-        in_query = server.http.post(
-            f"/mcp?access_token={issuer.sign({'scope': 'knock:read'})}",
-            json=TOOLS_LIST,
-            headers=MODERN_HEADERS,
-        )
-        huge_header = header_of_a_megabyte_refused(server)
-        assert fake_knock.requests == [], "a refused token reached Knock"
+    hostile = hostile_tokens(shared_issuer)
+    server = http_servers.started(oauth_env(shared_knock, shared_issuer), ["--auth", "oauth"])
+    refusals = {
+        name: post(server, authorization=f"Bearer {token}") for name, (token, _, _) in hostile.items()
+    }
+    missing = post(server)
+    in_query = server.http.post(
+        f"/mcp?access_token={shared_issuer.sign({'scope': 'knock:read'})}",
+        json=TOOLS_LIST,
+        headers=MODERN_HEADERS,
+    )
+    huge_header = header_of_a_megabyte_refused(server)
+    assert shared_knock.requests == [], "a refused token reached Knock"
 
-        token = issuer.sign({"scope": "knock:read", "sub": "alice"})
-        async with client_for(server, "auto", {"Authorization": f"Bearer {token}"}) as client:
-            result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
-        assert not result.is_error, text(result)
-        logged = server.stderr()
+    token = shared_issuer.sign({"scope": "knock:read", "sub": "alice"})
+    async with client_for(server, "auto", {"Authorization": f"Bearer {token}"}) as client:
+        result = await client.call_tool("summarize_bulk_operation", {"id": COMPLETED_ID})
+    assert not result.is_error, text(result)
+    logged = server.stderr()
 
     for name, refused in refusals.items():
         status, error = EXPECTED[name]
@@ -91,31 +99,32 @@ async def test_a_valid_token_calls_tools_and_every_hostile_token_is_refused_befo
         assert no_token.status_code == 401
         # RFC 6750 §3.1: no error code when no token was sent; only where to get one.
         assert no_token.headers["www-authenticate"] == f'Bearer resource_metadata="{METADATA_URL}"'
-        assert issuer.issuer in no_token.json()["error_description"]
+        assert shared_issuer.issuer in no_token.json()["error_description"]
     assert huge_header
     # The server's own Knock key, never a caller's token, went to Knock.
-    assert {seen.headers["Authorization"] for seen in fake_knock.requests} == {f"Bearer {SECRET}"}
+    assert {seen.headers["Authorization"] for seen in shared_knock.requests} == {f"Bearer {SECRET}"}
     assert token not in logged
     assert SECRET not in logged
     for hostile_token, _, _ in hostile.values():
         assert hostile_token not in logged
 
 
+@pytest.mark.shared_server("oauth")
 async def test_protected_resource_metadata_is_public_and_readable_from_a_browser(
-    fake_knock: FakeKnock, issuer: LoopbackIssuer, tmp_path: Path
+    shared_knock: FakeKnock, shared_issuer: LoopbackIssuer, http_servers: SharedHttpServers
 ) -> None:
-    with HttpServer(oauth_env(fake_knock, issuer), tmp_path, ["--auth", "oauth"]) as server:
-        path_inserted = server.http.get("/.well-known/oauth-protected-resource/mcp")
-        root = server.http.get("/.well-known/oauth-protected-resource", headers={"origin": "https://x.y"})
-        preflight = server.http.options(
-            "/.well-known/oauth-protected-resource/mcp",
-            headers={"origin": "https://claude.ai", "access-control-request-method": "GET"},
-        )
-        posted = server.http.post("/.well-known/oauth-protected-resource")
-        health = server.http.get("/healthz").json()
+    server = http_servers.started(oauth_env(shared_knock, shared_issuer), ["--auth", "oauth"])
+    path_inserted = server.http.get("/.well-known/oauth-protected-resource/mcp")
+    root = server.http.get("/.well-known/oauth-protected-resource", headers={"origin": "https://x.y"})
+    preflight = server.http.options(
+        "/.well-known/oauth-protected-resource/mcp",
+        headers={"origin": "https://claude.ai", "access-control-request-method": "GET"},
+    )
+    posted = server.http.post("/.well-known/oauth-protected-resource")
+    health = server.http.get("/healthz").json()
     expected = {
         "resource": RESOURCE,
-        "authorization_servers": [issuer.issuer],
+        "authorization_servers": [shared_issuer.issuer],
         "scopes_supported": ["knock:read"],
         "bearer_methods_supported": ["header"],
         "resource_name": "knock-mcp",

@@ -16,6 +16,7 @@ import pytest
 from mcp import MCPError
 
 from knock_mcp.http.drain import LISTEN_GRACE_SECONDS
+from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
 from tests.support.http_server import HttpServer, client_for, knock_env
 from tests.support.payloads import load_fixture
@@ -92,7 +93,7 @@ def slowly(payload: dict[str, Any], seconds: float = STALL_SECONDS) -> dict[str,
 async def refused_while_draining(server: HttpServer) -> str:
     """A new request once the drain has begun: 503 from the app, or no connection at all once uvicorn
     has closed its socket. Either way it is not served."""
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=default_tls_context()) as http:
         with anyio.fail_after(10):
             while True:
                 try:

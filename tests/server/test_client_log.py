@@ -18,7 +18,7 @@ from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from tests.support.eras import ERAS
 from tests.support.fake_knock import FakeKnock, Reply
-from tests.support.http_server import HttpServer, free_port
+from tests.support.http_server import SharedHttpServers, free_port
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.payloads import load_fixture
@@ -121,26 +121,25 @@ async def test_a_2026_request_hears_its_own_retries_only_when_it_opted_in(
     assert all("HTTP 502" in text for _, text in heard.levels_and_texts())
 
 
+@pytest.mark.shared_server("plain")
 async def test_over_stateless_http_a_call_hears_its_own_retries_on_its_stream(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
     """A 2025-11-25 call hears them unasked (its setLevel cannot outlive its request); a 2026-07-28
     call hears them because it opted in. (PROCESSING is not final, so each era's call asks Knock.)"""
-    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
-    with HttpServer(env, tmp_path) as server:
-        for mode in ERAS:
-            heard = Heard()
-            async with Client(
-                streamable_http_client(server.mcp_url), mode=mode, log_level="warning", logging_callback=heard
-            ) as client:
-                await client.list_tools()  # so the call below is one request
-                fake_knock.fail_next(Reply(429, headers={"Retry-After": "0"}))
-                assert not (
-                    await client.call_tool("summarize_bulk_operation", {"id": PROCESSING_ID})
-                ).is_error
-            assert [level for level, _ in heard.levels_and_texts()] == ["warning"], mode
-            assert "HTTP 429" in heard.levels_and_texts()[0][1], mode
-        logged = server.stderr()
+    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": shared_knock.base_url}
+    server = http_servers.started(env)
+    for mode in ERAS:
+        heard = Heard()
+        async with Client(
+            streamable_http_client(server.mcp_url), mode=mode, log_level="warning", logging_callback=heard
+        ) as client:
+            await client.list_tools()  # so the call below is one request
+            shared_knock.fail_next(Reply(429, headers={"Retry-After": "0"}))
+            assert not (await client.call_tool("summarize_bulk_operation", {"id": PROCESSING_ID})).is_error
+        assert [level for level, _ in heard.levels_and_texts()] == ["warning"], mode
+        assert "HTTP 429" in heard.levels_and_texts()[0][1], mode
+    logged = server.stderr()
     assert SECRET not in logged
 
 

@@ -20,7 +20,7 @@ from knock_mcp.server import create_server
 from knock_mcp.settings import Settings
 from knock_mcp.state import ServerState
 from tests.support.fake_knock import Advancing, FakeKnock
-from tests.support.http_server import HttpServer, client_for
+from tests.support.http_server import SharedHttpServers, client_for
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
 from tests.support.payloads import LIVE_ID, load_fixture, stages
@@ -187,15 +187,16 @@ async def test_a_2025_client_over_stdio_follows_an_operation_to_its_end(
     assert SECRET not in (tmp_path / "stderr.log").read_text()
 
 
+@pytest.mark.shared_server("plain")
 async def test_stateless_http_refuses_a_subscription_and_says_how_to_follow_a_job(
-    fake_knock: FakeKnock, tmp_path: Path
+    shared_knock: FakeKnock, http_servers: SharedHttpServers
 ) -> None:
-    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": fake_knock.base_url}
-    with HttpServer(env, tmp_path, []) as server:
-        async with client_for(server, "legacy") as client:
-            assert client.server_capabilities.resources is not None
-            assert client.server_capabilities.resources.subscribe is False
-            with pytest.raises(MCPError, match="wait_for_bulk_operation") as refused:
-                await client.subscribe_resource(URI)
-            assert "subscriptions/listen" in refused.value.error.message
-    assert fake_knock.requests == [], "a refused subscription never reaches Knock"
+    env = {"KNOCK_API_KEY": SECRET, "KNOCK_BASE_URL": shared_knock.base_url}
+    server = http_servers.started(env)
+    async with client_for(server, "legacy") as client:
+        assert client.server_capabilities.resources is not None
+        assert client.server_capabilities.resources.subscribe is False
+        with pytest.raises(MCPError, match="wait_for_bulk_operation") as refused:
+            await client.subscribe_resource(URI)
+        assert "subscriptions/listen" in refused.value.error.message
+    assert shared_knock.requests == [], "a refused subscription never reaches Knock"

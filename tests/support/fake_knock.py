@@ -267,6 +267,16 @@ class FakeKnock:
         self._server.shutdown()
         self._server.server_close()
 
+    def forget(self) -> None:
+        """Back to no operations, owners, requests or scripted replies: for a fake that outlives one
+        test (behind a server that tests share), so that each test sees only its own."""
+        with self._lock:
+            self.operations.clear()
+            self.requests.clear()
+            self.owners.clear()
+            self._script.clear()
+            self._fault_script.clear()
+
     def fail_next(self, *replies: Reply) -> None:
         """Answer the next requests with these replies, in order, before serving normally."""
         with self._lock:

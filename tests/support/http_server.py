@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ from knock_mcp.tls import default_tls_context
 from tests.support.fake_knock import FakeKnock
 from tests.support.installed import KNOCK_MCP
 from tests.support.keys import SECRET
+from tests.support.oauth_issuer import LoopbackIssuer
 
 STARTUP_TIMEOUT = 60.0
 
@@ -186,6 +187,51 @@ def started_together(servers: Sequence[HttpServer]) -> Iterator[list[HttpServer]
                 server.terminate()
         for server in launched:
             server.reap()
+
+
+class SharedHttpServers:
+    """Servers that tests share, one per environment and arguments: `started(env, args)` starts one
+    the first time it is asked for and returns the same one after. A start is ~1.2 s of CPU importing
+    `mcp`, which a test that neither stops nor signals its server need not pay on its own. Tests that
+    share one are marked `shared_server("name")`: one worker runs them one after another and stops
+    the server after the last (tests/conftest.py), with the fake Knock and OAuth issuer it trusts,
+    which are shared the same way. Each test reads operation ids of its own (the server caches final
+    operations) and starts from a fake Knock with nothing of the others' (`forget`); what a test
+    reads from the server's log, everything since it started, must hold whichever tests ran on it
+    before."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._running = ExitStack()
+        self._servers: dict[tuple[frozenset[tuple[str, str]], tuple[str, ...]], HttpServer] = {}
+        self._knock: FakeKnock | None = None
+        self._issuer: LoopbackIssuer | None = None
+
+    def started(self, env: Mapping[str, str], args: Sequence[str] = ()) -> HttpServer:
+        key = (frozenset(env.items()), tuple(args))
+        server = self._servers.get(key)
+        if server is None:
+            server = self._servers[key] = self._running.enter_context(HttpServer(env, self._log_dir, args))
+        assert server.running, f"a shared server exited with {server.wait()}:\n{server.stderr()}"
+        return server
+
+    def knock(self) -> FakeKnock:
+        if self._knock is None:
+            self._knock = self._running.enter_context(FakeKnock())
+        return self._knock
+
+    def issuer(self) -> LoopbackIssuer:
+        if self._issuer is None:
+            self._issuer = self._running.enter_context(LoopbackIssuer())
+        return self._issuer
+
+    def stop(self) -> None:
+        """Stop everything started (idle, each still costs a few milliseconds of CPU a second); a
+        later `started`, `knock` or `issuer` starts anew."""
+        self._running.close()
+        self._servers.clear()
+        self._knock = None
+        self._issuer = None
 
 
 # A tools/list request as an MCP client in 2026-07-28 mode sends it, for tests that post by hand.

