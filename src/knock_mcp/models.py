@@ -111,23 +111,35 @@ class ErrorItems(Sequence[ErrorItem]):
         return packed
 
     def _pack(self, items: list[dict[str, Any]]) -> None:
-        ids = [item["id"].encode() for item in items]
-        self._ids = b"".join(ids)
-        self._id_ends = _offsets(accumulate(map(len, ids)), len(self._ids))
+        ids = [item["id"] for item in items]
+        if all(map(str.isascii, ids)):
+            # One byte per character: encoded at once, each id as long in bytes as in characters.
+            self._ids, id_lengths = "".join(ids).encode(), map(len, ids)
+        else:
+            encoded = list(map(str.encode, ids))
+            self._ids, id_lengths = b"".join(encoded), map(len, encoded)
+        self._id_ends = _offsets(accumulate(id_lengths), len(self._ids))
         # A collection Knock left out is kept apart from a null one: the item dumps without the field
         # (exclude_unset), as it did before it was packed.
         kinds = [item.get("collection", _UNSET) for item in items]
         self._kinds = tuple(dict.fromkeys(kinds))
         code_of = {kind: code for code, kind in enumerate(self._kinds)}
-        self._kind_codes = array(_smallest_typecode(len(self._kinds)), map(code_of.__getitem__, kinds))
+        typecode = _smallest_typecode(len(self._kinds))
+        codes = map(code_of.__getitem__, kinds)
+        # An array is filled from bytes at once, from any other iterable one number at a time.
+        self._kind_codes = array(typecode, bytes(codes) if typecode == "B" else codes)
         given = len(kinds) - kinds.count(_UNSET)
         if sum(map(len, items)) == len(items) + given:
             self._extras, self._extra_ends = b"", None  # no item carries a field Knock added
             return
+        # Only an item with more fields than its id and collection carries some Knock added: the
+        # others, most of them as a rule, are neither copied nor written out.
         # inf_nan_mode="constants" so that every value Knock's JSON can hold reads back the same.
         extras = [
-            to_json(added, inf_nan_mode="constants") if (added := _added_fields(item)) else b""
-            for item in items
+            to_json(_added_fields(item), inf_nan_mode="constants")
+            if len(item) > (1 if kind is _UNSET else 2)
+            else b""
+            for item, kind in zip(items, kinds, strict=True)
         ]
         self._extras = b"".join(extras)
         self._extra_ends = _offsets(accumulate(map(len, extras)), len(self._extras))
@@ -289,7 +301,11 @@ def _fields_of(item: ErrorItem) -> dict[str, Any]:
 
 
 def _added_fields(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in item.items() if name not in ("id", "collection")}
+    """The item less its id and collection; a copy less two keys is cheaper than a comprehension."""
+    added = item.copy()
+    del added["id"]
+    added.pop("collection", None)
+    return added
 
 
 def _cut(blob: bytes, ends: array[int], start: int, stop: int) -> tuple[bytes, array[int]]:

@@ -119,6 +119,25 @@ def test_packed_items_compare_as_the_list_compared(items: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    "ids",
+    [
+        [f"{'x' * (number % 13)}{number}" for number in range(300)],
+        [f"{'é' * (number % 13)}{number}" for number in range(300)],
+    ],
+    ids=["ascii", "two bytes a character"],
+)
+def test_ids_of_varied_lengths_and_hundreds_of_collections_read_back(ids: list[str]) -> None:
+    """Past 256 distinct collections their numbers take two bytes; ids are packed one way when all
+    are ASCII and another when some are not."""
+    items = [{"id": id_, "collection": f"c{number % 260}"} for number, id_ in enumerate(ids)]
+    expected, held = AS_LIST.validate_python(items), packed(json.dumps(items).encode())
+
+    assert list(held) == expected
+    assert [held.id(position) for position in range(len(held))] == ids
+    assert held.collection_counts() == Counter(item.collection for item in expected)
+
+
+@pytest.mark.parametrize(
     "items",
     [
         [5],
