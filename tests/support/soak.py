@@ -14,6 +14,7 @@ A result is one of:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -95,13 +96,14 @@ class Worker:
     """One sequential caller and the ids only it asks about: `operations` for the run, `held` for
     filling the pool, and one still-moving operation per fault kind for the warm-up (the server
     answers a repeat question about a moving operation from memory for about a second, so a fault
-    queued for a repeat would wait for some later request)."""
+    queued for a repeat would wait for some later request). The warm-up gives the fake Knock only
+    those it asks about."""
 
     client: Client
     operations: list[Operation]
     missing_id: str
     held: HeldOperation
-    warm_up_ids: list[str]
+    warm_up_payloads: list[dict[str, Any]]
 
 
 @dataclass
@@ -150,12 +152,16 @@ def make_operation(rng: random.Random, operation_id: str, status: str | None = N
         "failed_at": "2026-11-28T10:01:05Z" if status == "failed" else None,
     }
     if items_count is not None:
-        collections = ["projects", "teams", None, "ワークスペース"]
-        payload["error_items"] = [
-            {"id": f"entity_{n:05d}", "collection": collections[n % len(collections)]}
-            for n in range(items_count)
-        ]
+        payload["error_items"] = _error_items(items_count)
     return payload
+
+
+@functools.cache
+def _error_items(count: int) -> list[dict[str, str | None]]:
+    """`count` failed items. Payloads share the list for each count: nothing changes a payload once
+    made, and the soak makes over a thousand of them."""
+    collections = ["projects", "teams", None, "ワークスペース"]
+    return [{"id": f"entity_{n:05d}", "collection": collections[n % len(collections)]} for n in range(count)]
 
 
 def build_workers(
@@ -172,13 +178,12 @@ def build_workers(
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
         held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
         fake.operations[held.payload["id"]] = held
-        warm_up_ids = []
-        for number, _ in enumerate(Fault):
-            payload = make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
-            fake.operations[payload["id"]] = json.dumps(payload).encode()
-            warm_up_ids.append(payload["id"])
+        warm_up_payloads = [
+            make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
+            for number, _ in enumerate(Fault)
+        ]
         client = clients[index % len(clients)]
-        built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_ids))
+        built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_payloads))
     return built
 
 
@@ -416,16 +421,28 @@ async def fill_pool(workers: Sequence[Worker], hold_seconds: float = 0.5) -> Non
 async def warm_up(
     fake: FakeKnock, workers: Sequence[Worker], tools: Sequence[Tool], at_once: int = 4
 ) -> None:
-    """Take every path before measuring, each fault kind met by `at_once` workers together: first-use
-    costs (imports, thread pools) and the allocator's high-water mark (several 16 MiB bodies read
-    at the same moment) are then not counted as growth, while a leak still grows with the calls."""
-    for number, fault in enumerate(Fault):
-        fake.inject_next(*[fault] * min(at_once, len(workers)))
+    """Take every path before measuring, each fault kind met by `at_once` calls together, about the
+    warm-up operations of the first `at_once` workers: first-use costs (imports, thread pools) and the
+    allocator's high-water mark (several 16 MiB bodies read at the same moment) are then not counted
+    as growth, while a leak still grows with the calls.
+
+    Fault kinds go in rounds, as many side by side as the workers can make calls, one each: more calls
+    in flight than the run makes would leave the server's pool holding more connections at the start
+    than at the end."""
+    owners = workers[:at_once]
+    kinds_per_round = max(1, len(workers) // len(owners))
+    numbered = list(enumerate(Fault))
+    for first in range(0, len(numbered), kinds_per_round):
+        calls = []
+        for number, fault in numbered[first : first + kinds_per_round]:
+            fake.inject_next(*[fault] * len(owners))
+            for owner in owners:
+                payload = owner.warm_up_payloads[number]
+                fake.operations[payload["id"]] = json.dumps(payload).encode()
+                calls.append(payload["id"])
         async with anyio.create_task_group() as group:
-            for worker in workers[:at_once]:
-                group.start_soon(
-                    worker.client.call_tool, "get_bulk_operation", {"id": worker.warm_up_ids[number]}
-                )
+            for worker, operation_id in zip(workers, calls, strict=False):
+                group.start_soon(worker.client.call_tool, "get_bulk_operation", {"id": operation_id})
     assert fake.faults_pending == 0, "every fault queued for the warm-up was met there"
     # Then every checked tool on every operation, all workers at once: the busiest the run gets.
     usable = [tool.name for tool in tools if tool.name in CHECKED_TOOLS]
