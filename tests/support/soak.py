@@ -14,10 +14,12 @@ A result is one of:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -78,16 +80,19 @@ class Operation:
 
 
 class HeldOperation:
-    """An operation the fake Knock answers only after `hold_seconds`: several held at once make the
-    server open one connection each (see `fill_pool`). It stays `processing`, so no cache keeps it."""
+    """An operation the fake Knock answers only once every worker's held operation is being asked
+    for, or after `gathering.timeout` seconds: held together, they make the server open one connection
+    each (see `fill_pool`). It stays `processing`, so no cache keeps it."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], gathering: threading.Barrier) -> None:
         self.payload = payload
-        self.hold_seconds = 0.0
+        self.gathering = gathering
 
     def __call__(self) -> dict[str, Any]:
-        if self.hold_seconds:
-            time.sleep(self.hold_seconds)
+        # A request that waited out the timeout answers all the same: the descriptor check then
+        # tells what the pool holds.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.gathering.wait()
         return self.payload
 
 
@@ -169,6 +174,8 @@ def build_workers(
 ) -> list[Worker]:
     """Put a distinct set of operations in the fake Knock for each worker, as JSON encoded once."""
     rng = random.Random(seed)
+    # Well inside the server's 1 s attempt timeout, should some held request never come.
+    gathering = threading.Barrier(workers, timeout=0.6)
     built = []
     for index in range(workers):
         owned = []
@@ -176,7 +183,8 @@ def build_workers(
             payload = make_operation(rng, f"50a50000-0000-4000-8000-{index:06d}{slot:06d}")
             fake.operations[payload["id"]] = json.dumps(payload).encode()
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
-        held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
+        held_payload = make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing")
+        held = HeldOperation(held_payload, gathering)
         fake.operations[held.payload["id"]] = held
         warm_up_payloads = [
             make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
@@ -400,22 +408,13 @@ async def run_soak(plan: SoakPlan, workers: Sequence[Worker]) -> SoakReport:
     return report
 
 
-async def _each_worker_once(workers: Sequence[Worker], tool: str = "get_bulk_operation") -> None:
-    async with anyio.create_task_group() as group:
-        for worker in workers:
-            group.start_soon(worker.client.call_tool, tool, {"id": worker.held.payload["id"]})
-
-
-async def fill_pool(workers: Sequence[Worker], hold_seconds: float = 0.5) -> None:
+async def fill_pool(workers: Sequence[Worker]) -> None:
     """Make every worker's call hold a Knock connection at the same moment, so the server's pool holds
     one connection per worker: the same state before and after a run, for comparing descriptors."""
-    for worker in workers:
-        worker.held.hold_seconds = hold_seconds
-    try:
-        await _each_worker_once(workers)
-    finally:
+    workers[0].held.gathering.reset()
+    async with anyio.create_task_group() as group:
         for worker in workers:
-            worker.held.hold_seconds = 0.0
+            group.start_soon(worker.client.call_tool, "get_bulk_operation", {"id": worker.held.payload["id"]})
 
 
 async def warm_up(
