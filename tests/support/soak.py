@@ -425,15 +425,20 @@ async def warm_up(
     allocator's high-water mark (several 16 MiB bodies read at the same moment) are then not counted
     as growth, while a leak still grows with the calls.
 
-    Fault kinds go in rounds, as many side by side as the workers can make calls, one each: more calls
+    Fault kinds go in rounds, as many side by side as the workers can make calls, one each (more calls
     in flight than the run makes would leave the server's pool holding more connections at the start
-    than at the end."""
+    than at the end), the oversized body last and alone."""
     owners = workers[:at_once]
     kinds_per_round = max(1, len(workers) // len(owners))
     numbered = list(enumerate(Fault))
-    for first in range(0, len(numbered), kinds_per_round):
+    others: list[tuple[int, Fault]] = [pair for pair in numbered if pair[1] is not Fault.OVERSIZED_BODY]
+    rounds = [others[first : first + kinds_per_round] for first in range(0, len(others), kinds_per_round)]
+    # The oversized bodies take a round of their own, so that they are surely read at the same moment:
+    # among other calls, the requests that meet them can reach the fake one after another.
+    rounds.append([pair for pair in numbered if pair[1] is Fault.OVERSIZED_BODY])
+    for round_kinds in rounds:
         calls = []
-        for number, fault in numbered[first : first + kinds_per_round]:
+        for number, fault in round_kinds:
             fake.inject_next(*[fault] * len(owners))
             for owner in owners:
                 payload = owner.warm_up_payloads[number]
