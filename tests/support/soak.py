@@ -14,17 +14,22 @@ A result is one of:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
+from jsonschema.validators import validator_for
 from mcp import Client
 from mcp.types import CallToolResult, Tool
 
@@ -75,16 +80,19 @@ class Operation:
 
 
 class HeldOperation:
-    """An operation the fake Knock answers only after `hold_seconds`: several held at once make the
-    server open one connection each (see `fill_pool`). It stays `processing`, so no cache keeps it."""
+    """An operation the fake Knock answers only once every worker's held operation is being asked
+    for, or after `gathering.timeout` seconds: held together, they make the server open one connection
+    each (see `fill_pool`). It stays `processing`, so no cache keeps it."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], gathering: threading.Barrier) -> None:
         self.payload = payload
-        self.hold_seconds = 0.0
+        self.gathering = gathering
 
     def __call__(self) -> dict[str, Any]:
-        if self.hold_seconds:
-            time.sleep(self.hold_seconds)
+        # A request that waited out the timeout answers all the same: the descriptor check then
+        # tells what the pool holds.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.gathering.wait()
         return self.payload
 
 
@@ -93,13 +101,14 @@ class Worker:
     """One sequential caller and the ids only it asks about: `operations` for the run, `held` for
     filling the pool, and one still-moving operation per fault kind for the warm-up (the server
     answers a repeat question about a moving operation from memory for about a second, so a fault
-    queued for a repeat would wait for some later request)."""
+    queued for a repeat would wait for some later request). The warm-up gives the fake Knock only
+    those it asks about."""
 
     client: Client
     operations: list[Operation]
     missing_id: str
     held: HeldOperation
-    warm_up_ids: list[str]
+    warm_up_payloads: list[dict[str, Any]]
 
 
 @dataclass
@@ -148,12 +157,16 @@ def make_operation(rng: random.Random, operation_id: str, status: str | None = N
         "failed_at": "2026-11-28T10:01:05Z" if status == "failed" else None,
     }
     if items_count is not None:
-        collections = ["projects", "teams", None, "ワークスペース"]
-        payload["error_items"] = [
-            {"id": f"entity_{n:05d}", "collection": collections[n % len(collections)]}
-            for n in range(items_count)
-        ]
+        payload["error_items"] = _error_items(items_count)
     return payload
+
+
+@functools.cache
+def _error_items(count: int) -> list[dict[str, str | None]]:
+    """`count` failed items. Payloads share the list for each count: nothing changes a payload once
+    made, and the soak makes over a thousand of them."""
+    collections = ["projects", "teams", None, "ワークスペース"]
+    return [{"id": f"entity_{n:05d}", "collection": collections[n % len(collections)]} for n in range(count)]
 
 
 def build_workers(
@@ -161,6 +174,8 @@ def build_workers(
 ) -> list[Worker]:
     """Put a distinct set of operations in the fake Knock for each worker, as JSON encoded once."""
     rng = random.Random(seed)
+    # Well inside the server's 1 s attempt timeout, should some held request never come.
+    gathering = threading.Barrier(workers, timeout=0.6)
     built = []
     for index in range(workers):
         owned = []
@@ -168,16 +183,38 @@ def build_workers(
             payload = make_operation(rng, f"50a50000-0000-4000-8000-{index:06d}{slot:06d}")
             fake.operations[payload["id"]] = json.dumps(payload).encode()
             owned.append(Operation(payload, BulkOperation.model_validate(payload)))
-        held = HeldOperation(make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing"))
+        held_payload = make_operation(rng, f"90010000-0000-4000-8000-{index:012d}", "processing")
+        held = HeldOperation(held_payload, gathering)
         fake.operations[held.payload["id"]] = held
-        warm_up_ids = []
-        for number, _ in enumerate(Fault):
-            payload = make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
-            fake.operations[payload["id"]] = json.dumps(payload).encode()
-            warm_up_ids.append(payload["id"])
+        warm_up_payloads = [
+            make_operation(rng, f"3a3a0000-0000-4000-8000-{index:06d}{number:06d}", "processing")
+            for number, _ in enumerate(Fault)
+        ]
         client = clients[index % len(clients)]
-        built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_ids))
+        built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_payloads))
     return built
+
+
+def check_each_output_schema_once(monkeypatch: pytest.MonkeyPatch, tools: Sequence[Tool]) -> None:
+    """Make the JSON Schema metaschema check of a tool's output schema run once in this process,
+    not once per client.
+
+    An SDK client compiles a validator for a tool's output schema when that tool first answers it,
+    and first checks the schema itself against the metaschema: about 25 ms for each of these schemas.
+    Fifty clients in one test process repeat that check on identical schemas, 5 s of CPU that fifty
+    client processes would each pay once, side by side. Every client still compiles its own validator
+    and validates every result with it."""
+    checked: set[str] = set()
+    for validator_class in {validator_for(tool.output_schema) for tool in tools if tool.output_schema}:
+        check_schema = validator_class.check_schema
+
+        def check_once(schema: dict[str, Any], check_schema: Callable[[Any], None] = check_schema) -> None:
+            key = json.dumps(schema, sort_keys=True)
+            if key not in checked:
+                check_schema(schema)
+                checked.add(key)
+
+        monkeypatch.setattr(validator_class, "check_schema", check_once)
 
 
 def is_clear_error(text: str, secret: str) -> bool:
@@ -371,37 +408,45 @@ async def run_soak(plan: SoakPlan, workers: Sequence[Worker]) -> SoakReport:
     return report
 
 
-async def _each_worker_once(workers: Sequence[Worker], tool: str = "get_bulk_operation") -> None:
-    async with anyio.create_task_group() as group:
-        for worker in workers:
-            group.start_soon(worker.client.call_tool, tool, {"id": worker.held.payload["id"]})
-
-
-async def fill_pool(workers: Sequence[Worker], hold_seconds: float = 0.5) -> None:
+async def fill_pool(workers: Sequence[Worker]) -> None:
     """Make every worker's call hold a Knock connection at the same moment, so the server's pool holds
     one connection per worker: the same state before and after a run, for comparing descriptors."""
-    for worker in workers:
-        worker.held.hold_seconds = hold_seconds
-    try:
-        await _each_worker_once(workers)
-    finally:
+    workers[0].held.gathering.reset()
+    async with anyio.create_task_group() as group:
         for worker in workers:
-            worker.held.hold_seconds = 0.0
+            group.start_soon(worker.client.call_tool, "get_bulk_operation", {"id": worker.held.payload["id"]})
 
 
 async def warm_up(
     fake: FakeKnock, workers: Sequence[Worker], tools: Sequence[Tool], at_once: int = 4
 ) -> None:
-    """Take every path before measuring, each fault kind met by `at_once` workers together: first-use
-    costs (imports, thread pools) and the allocator's high-water mark (several 16 MiB bodies read
-    at the same moment) are then not counted as growth, while a leak still grows with the calls."""
-    for number, fault in enumerate(Fault):
-        fake.inject_next(*[fault] * min(at_once, len(workers)))
+    """Take every path before measuring, each fault kind met by `at_once` calls together, about the
+    warm-up operations of the first `at_once` workers: first-use costs (imports, thread pools) and the
+    allocator's high-water mark (several 16 MiB bodies read at the same moment) are then not counted
+    as growth, while a leak still grows with the calls.
+
+    Fault kinds go in rounds, as many side by side as the workers can make calls, one each (more calls
+    in flight than the run makes would leave the server's pool holding more connections at the start
+    than at the end), the oversized body last and alone."""
+    owners = workers[:at_once]
+    kinds_per_round = max(1, len(workers) // len(owners))
+    numbered = list(enumerate(Fault))
+    others: list[tuple[int, Fault]] = [pair for pair in numbered if pair[1] is not Fault.OVERSIZED_BODY]
+    rounds = [others[first : first + kinds_per_round] for first in range(0, len(others), kinds_per_round)]
+    # The oversized bodies take a round of their own, so that they are surely read at the same moment:
+    # among other calls, the requests that meet them can reach the fake one after another.
+    rounds.append([pair for pair in numbered if pair[1] is Fault.OVERSIZED_BODY])
+    for round_kinds in rounds:
+        calls = []
+        for number, fault in round_kinds:
+            fake.inject_next(*[fault] * len(owners))
+            for owner in owners:
+                payload = owner.warm_up_payloads[number]
+                fake.operations[payload["id"]] = json.dumps(payload).encode()
+                calls.append(payload["id"])
         async with anyio.create_task_group() as group:
-            for worker in workers[:at_once]:
-                group.start_soon(
-                    worker.client.call_tool, "get_bulk_operation", {"id": worker.warm_up_ids[number]}
-                )
+            for worker, operation_id in zip(workers, calls, strict=False):
+                group.start_soon(worker.client.call_tool, "get_bulk_operation", {"id": operation_id})
     assert fake.faults_pending == 0, "every fault queued for the warm-up was met there"
     # Then every checked tool on every operation, all workers at once: the busiest the run gets.
     usable = [tool.name for tool in tools if tool.name in CHECKED_TOOLS]
