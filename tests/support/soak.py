@@ -22,14 +22,12 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from jsonschema.validators import validator_for
 from mcp import Client
 from mcp.types import CallToolResult, Tool
 
@@ -193,28 +191,6 @@ def build_workers(
         client = clients[index % len(clients)]
         built.append(Worker(client, owned, f"{MISSING_ID_PREFIX}{index:012d}", held, warm_up_payloads))
     return built
-
-
-def check_each_output_schema_once(monkeypatch: pytest.MonkeyPatch, tools: Sequence[Tool]) -> None:
-    """Make the JSON Schema metaschema check of a tool's output schema run once in this process,
-    not once per client.
-
-    An SDK client compiles a validator for a tool's output schema when that tool first answers it,
-    and first checks the schema itself against the metaschema: about 25 ms for each of these schemas.
-    Fifty clients in one test process repeat that check on identical schemas, 5 s of CPU that fifty
-    client processes would each pay once, side by side. Every client still compiles its own validator
-    and validates every result with it."""
-    checked: set[str] = set()
-    for validator_class in {validator_for(tool.output_schema) for tool in tools if tool.output_schema}:
-        check_schema = validator_class.check_schema
-
-        def check_once(schema: dict[str, Any], check_schema: Callable[[Any], None] = check_schema) -> None:
-            key = json.dumps(schema, sort_keys=True)
-            if key not in checked:
-                check_schema(schema)
-                checked.add(key)
-
-        monkeypatch.setattr(validator_class, "check_schema", check_once)
 
 
 def is_clear_error(text: str, secret: str) -> bool:
