@@ -26,14 +26,13 @@ from tests.support.fleet import (
     operation_id,
     replicas,
     shared_fleet,
-    structured,
 )
 from tests.support.http_server import HttpServer, client_for, knock_env
 from tests.support.keys import SECRET, TENANT_A, TENANT_B
 from tests.support.payloads import stages
 from tests.support.polling import eventually
 from tests.support.redis_server import FLEET_SECRET, RedisServer
-from tests.support.results import outcome
+from tests.support.results import outcome, structured
 
 # Each test runs two or three servers and a Redis (or asks the fleet some of them share), counts
 # Knock's requests and some bound how long things take: one at a time, in a chain of their own (see

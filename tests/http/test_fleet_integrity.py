@@ -27,10 +27,10 @@ from tests.support.fleet import (
     health,
     operation_id,
     shared_fleet,
-    structured,
 )
 from tests.support.http_server import HttpServer, client_for
 from tests.support.polling import eventually
+from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
 # The tests that share `fleet_of_two` run on one worker, so that it starts once.

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp.types import CallToolResult
-
 from tests.support.fake_knock import FakeKnock, Payload
 from tests.support.http_server import HttpServer, knock_env, started_together
 from tests.support.payloads import load_fixture
@@ -63,13 +61,6 @@ def completed_as(operation_id: str) -> Payload:
 
 def operation_id(number: int) -> str:
     return f"f1ee7000-0000-4000-8000-{number:012d}"
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None
-    return content
 
 
 def health(server: HttpServer) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp.types import CallToolResult, TextContent
 
 from knock_mcp.summary import WaitResult
@@ -19,3 +21,11 @@ def outcome(result: CallToolResult) -> WaitResult:
     """What `wait_for_bulk_operation` answered; the call must not have failed."""
     assert not result.is_error, result.content
     return WaitResult.model_validate(result.structured_content)
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a tool result; the call must not have failed."""
+    assert not result.is_error, result.content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
